@@ -1,0 +1,51 @@
+# agezoo: every target runs inside .venv, created by `make setup`.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.agezoo-installed
+
+PRESET  ?= default
+DATASET ?= fgnet
+MODEL   ?=
+
+.PHONY: setup data test lint format train-tf train-torch bench clean-venv
+
+setup: $(STAMP)
+
+# Torch is installed first and pinned so that pip takes the local wheels, not a newer CUDA
+# build. triton (pulled in by the CUDA torch build, only used by torch.compile, which we do not
+# use) is removed: with it present, importing TensorFlow before torchvision segfaults.
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[torch,tf,dev]'
+	$(PY) -m pip uninstall --quiet --yes triton 2>/dev/null || true
+	$(PY) -m common.env_check
+	touch $(STAMP)
+
+data: setup
+	$(PY) -m common.prepare --dataset $(DATASET)
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+train-tf: setup
+	@echo "make train-tf: the Keras training entry point is not yet implemented in this version." >&2; exit 2
+
+train-torch: setup
+	@echo "make train-torch: the PyTorch training entry point is not yet implemented in this version." >&2; exit 2
+
+bench: setup
+	@echo "make bench: the benchmark harness is not yet implemented in this version." >&2; exit 2
+
+clean-venv:
+	rm -rf $(VENV)

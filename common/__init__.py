@@ -1,0 +1,1 @@
+"""Framework-free data pipeline shared by the Keras and PyTorch implementations."""

@@ -1,0 +1,199 @@
+"""Preprocess a data set once into uint8 arrays, cached on disk under a content hash.
+
+The key covers every source file's bytes, the labels, the landmarks and every preprocessing
+parameter, so any change rebuilds and nothing stale is reused. A cache entry is a folder
+written under a temporary name and renamed into place, so a killed build leaves no half entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from common.datasets import DataWarning, Record, default_cache_dir
+from common.faces import AlignSpec, align_face, eyes_from_landmarks, load_rgb, transform_points
+
+# Bump when the alignment code changes in a way that alters the pixels.
+PREPROCESS_VERSION = 1
+
+
+@dataclass
+class FaceArrays:
+    """Aligned faces of one data set: ``images`` is (N, S, S, 3) uint8 RGB."""
+
+    images: np.ndarray
+    ages: np.ndarray  # (N,) float32 years
+    persons: np.ndarray  # (N,) str
+    names: np.ndarray  # (N,) str file names
+    methods: np.ndarray  # (N,) str alignment method per image
+    key: str = ""  # preprocessing hash, recorded by every result
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index: np.ndarray) -> FaceArrays:
+        return FaceArrays(
+            self.images[index], self.ages[index], self.persons[index], self.names[index],
+            self.methods[index], self.key, self.meta,
+        )
+
+
+def cache_key(records: list[Record], spec: AlignSpec, tag: str) -> str:
+    """sha256 over the source bytes, labels, landmarks and preprocessing parameters."""
+    h = hashlib.sha256()
+    params = {"version": PREPROCESS_VERSION, "tag": tag, "spec": asdict(spec),
+              "opencv": cv2.__version__}
+    h.update(json.dumps(params, sort_keys=True).encode())
+    for rec in records:
+        h.update(f"\0{rec.path.name}\0{rec.person}\0{rec.age!r}\0".encode())
+        with open(rec.path, "rb") as fh:
+            h.update(hashlib.file_digest(fh, "sha256").digest())
+        if rec.landmarks is not None:
+            h.update(np.ascontiguousarray(rec.landmarks, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def _align_one(job: tuple[int, Record, AlignSpec]):
+    index, rec, spec = job
+    try:
+        face = align_face(load_rgb(rec.path), spec, rec.landmarks)
+    except (ValueError, OSError, cv2.error) as exc:
+        return index, None, "", str(exc), float("nan")
+    residual = float("nan")
+    if rec.landmarks is not None:
+        moved = transform_points(face.matrix, eyes_from_landmarks(rec.landmarks))
+        residual = float(np.abs(moved - spec.eye_targets()).max())
+    return index, face.image, face.method, "", residual
+
+
+def _worker_init() -> None:
+    cv2.setNumThreads(1)
+
+
+def _pool_context() -> mp.context.BaseContext:
+    # fork is fastest, but forking a process that already runs a framework's threads can hang.
+    frameworks = {"torch", "tensorflow", "keras", "jax"} & set(sys.modules)
+    return mp.get_context("spawn" if frameworks else "fork")
+
+
+def preprocess(
+    records: list[Record], spec: AlignSpec, workers: int | None = None, progress: bool = True
+) -> tuple[FaceArrays, dict]:
+    """Aligns every record; unreadable images are warned about by name and skipped."""
+    n = len(records)
+    images = np.zeros((n, spec.size, spec.size, 3), np.uint8)
+    ok = np.zeros(n, bool)
+    methods = np.empty(n, dtype=object)
+    residuals = np.full(n, np.nan)
+    skipped = []
+    workers = workers or os.cpu_count() or 1
+    jobs = [(i, rec, spec) for i, rec in enumerate(records)]
+    bar = tqdm(total=n, desc=f"aligning {spec.size}px", unit="img", disable=not progress)
+    if workers > 1 and n > 16:
+        with _pool_context().Pool(workers, initializer=_worker_init) as pool:
+            results = pool.imap_unordered(_align_one, jobs, chunksize=8)
+            for result in results:
+                _collect(result, records, images, ok, methods, residuals, skipped)
+                bar.update()
+    else:
+        for job in jobs:
+            _collect(_align_one(job), records, images, ok, methods, residuals, skipped)
+            bar.update()
+    bar.close()
+    keep = np.flatnonzero(ok)
+    arrays = FaceArrays(
+        images=images[keep],
+        ages=np.array([records[i].age for i in keep], np.float32),
+        persons=np.array([records[i].person for i in keep], dtype=str),
+        names=np.array([records[i].path.name for i in keep], dtype=str),
+        methods=np.array(methods[keep], dtype=str),
+    )
+    info = {
+        "skipped": skipped,
+        "method_counts": dict(Counter(arrays.methods.tolist())),
+        "eye_residual_px_max": float(np.nanmax(residuals)) if np.isfinite(residuals).any() else None,
+    }
+    return arrays, info
+
+
+def _collect(result, records, images, ok, methods, residuals, skipped) -> None:
+    index, image, method, error, residual = result
+    if image is None:
+        name = records[index].path.name
+        warnings.warn(f"{name}: {error}; skipped", DataWarning, stacklevel=4)
+        skipped.append({"file": name, "error": error})
+        return
+    images[index], ok[index], methods[index], residuals[index] = image, True, method, residual
+
+
+def cached_faces(
+    records: list[Record],
+    spec: AlignSpec,
+    tag: str,
+    cache_dir: str | Path | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> FaceArrays:
+    """Returns the aligned arrays for ``records``, building and caching them if needed."""
+    if not records:
+        raise ValueError(f"{tag}: no images to preprocess")
+    key = cache_key(records, spec, tag)
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    entry = root / "arrays" / f"{tag}-{spec.size}px-{key[:16]}"
+    if not (entry / "meta.json").is_file():
+        t0 = time.perf_counter()
+        arrays, info = preprocess(records, spec, workers, progress)
+        info["build_seconds"] = round(time.perf_counter() - t0, 2)
+        _write_entry(entry, arrays, info, key, tag, spec)
+    return _read_entry(entry)
+
+
+def _write_entry(entry: Path, arrays: FaceArrays, info: dict, key: str, tag: str, spec) -> None:
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}-"))
+    try:
+        np.save(tmp / "images.npy", arrays.images)
+        meta = {
+            "key": key, "tag": tag, "spec": asdict(spec), "version": PREPROCESS_VERSION,
+            "count": len(arrays), "ages": arrays.ages.tolist(), "persons": arrays.persons.tolist(),
+            "names": arrays.names.tolist(), "methods": arrays.methods.tolist(), **info,
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        try:
+            os.rename(tmp, entry)
+        except OSError:
+            if not (entry / "meta.json").is_file():  # not a concurrent build that won the race
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_entry(entry: Path) -> FaceArrays:
+    meta = json.loads((entry / "meta.json").read_text())
+    images = np.load(entry / "images.npy")
+    if len(images) != meta["count"]:
+        raise ValueError(f"cache entry {entry} is inconsistent; delete it and rerun")
+    return FaceArrays(
+        images=images,
+        ages=np.array(meta["ages"], np.float32),
+        persons=np.array(meta["persons"], dtype=str),
+        names=np.array(meta["names"], dtype=str),
+        methods=np.array(meta["methods"], dtype=str),
+        key=meta["key"],
+        meta={k: v for k, v in meta.items() if k not in ("ages", "persons", "names", "methods")},
+    )

@@ -1,0 +1,197 @@
+"""Face loading and alignment: landmarks when a data set has them, OpenCV Haar cascades if not.
+
+Every face comes out as a square uint8 RGB crop with the eyes at fixed positions. When no face
+is found the image is centre-cropped and the fallback is counted, never raised.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+# FG-NET's 68-point markup (not the iBUG order): 27-30 outline the eye on the image's left
+# (corners 27, 29; lids 28, 30; pupil 31), 32-35 the eye on the image's right (pupil 36).
+# Checked by drawing the indices on FG-NET images; the contour mean is steadier than the pupil,
+# which moves with the gaze.
+FGNET_LEFT_EYE = (27, 28, 29, 30)
+FGNET_RIGHT_EYE = (32, 33, 34, 35)
+
+# Where the eyes sit relative to an OpenCV frontal-face box (fractions of its width / height),
+# and the face box a centred fallback assumes. Measured on FG-NET against its landmarks
+# (benchmarks/haar_eye_geometry.py).
+HAAR_EYE_X = (0.30, 0.70)
+HAAR_EYE_Y = 0.39
+
+METHODS = ("landmarks", "haar_eyes", "haar_face", "center")
+
+
+@dataclass(frozen=True)
+class AlignSpec:
+    """Output geometry: a ``size`` × ``size`` crop, eyes on a horizontal line.
+
+    A tight face puts the eyes 36 % of the width apart, 42 % from the top; ``margin`` adds that
+    fraction of context on every side (0.2 → the crop covers 1.2× the tight face).
+    """
+
+    size: int = 224
+    margin: float = 0.2
+
+    def eye_targets(self) -> np.ndarray:
+        """(2, 2) target pixel positions of the image-left and image-right eye."""
+        half = 0.36 / (1 + self.margin) / 2
+        y = 0.5 - (0.5 - 0.42) / (1 + self.margin)
+        return np.array([[0.5 - half, y], [0.5 + half, y]]) * self.size
+
+
+@dataclass
+class AlignedFace:
+    image: np.ndarray  # (size, size, 3) uint8 RGB
+    method: str  # one of METHODS
+    matrix: np.ndarray  # (2, 3) affine map from source pixels to output pixels
+    eyes: np.ndarray  # (2, 2) source eye positions that were used
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Reads an image as (H, W, 3) uint8 RGB, honouring EXIF orientation.
+
+    Grayscale, palette, CMYK, alpha and 16-bit images are converted; errors name the file.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            im.load()
+            return _to_rgb8(im)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"{path.name}: cannot decode ({exc})") from exc
+
+
+def _to_rgb8(im: Image.Image) -> np.ndarray:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(im).astype(np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        gray = np.clip(np.rint(arr / top * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+
+
+def similarity_from_eyes(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The (2, 3) rotation + scale + translation mapping two source points onto two targets."""
+    s0, s1 = complex(*src[0]), complex(*src[1])
+    d0, d1 = complex(*dst[0]), complex(*dst[1])
+    if abs(s1 - s0) < 1e-6:
+        raise ValueError("the two eye points coincide")
+    a = (d1 - d0) / (s1 - s0)
+    t = d0 - a * s0
+    return np.array([[a.real, -a.imag, t.real], [a.imag, a.real, t.imag]])
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """Applies the affine map, pre-shrinking with area averaging when it downsamples a lot."""
+    scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
+    if scale < 0.5:
+        f = min(1.0, 2 * scale)
+        image = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        matrix = matrix.copy()
+        matrix[:, :2] /= f
+    return cv2.warpAffine(
+        image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+    )
+
+
+def eyes_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    """(2, 2) image-left and image-right eye centres from FG-NET's 68 points."""
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    if landmarks.shape != (68, 2):
+        raise ValueError(f"expected (68, 2) FG-NET landmarks, got {landmarks.shape}")
+    return np.stack(
+        [landmarks[list(FGNET_LEFT_EYE)].mean(0), landmarks[list(FGNET_RIGHT_EYE)].mean(0)]
+    )
+
+
+@functools.cache
+def _cascade(name: str) -> cv2.CascadeClassifier:
+    path = Path(cv2.data.haarcascades) / name
+    clf = cv2.CascadeClassifier(str(path))
+    if clf.empty():
+        raise RuntimeError(
+            f"OpenCV Haar cascade {path} is missing; install opencv-python-headless<5 "
+            "(the 5.x wheels ship no cascades)"
+        )
+    return clf
+
+
+def detect_face(gray: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The largest frontal face as (x, y, w, h), or ``None``."""
+    min_side = max(24, min(gray.shape[:2]) // 8)
+    faces = _cascade("haarcascade_frontalface_default.xml").detectMultiScale(
+        gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side)
+    )
+    if len(faces) == 0:
+        return None
+    return tuple(int(v) for v in max(faces, key=lambda f: f[2] * f[3]))
+
+
+def detect_eyes(gray: np.ndarray, face: tuple[int, int, int, int]) -> np.ndarray | None:
+    """(2, 2) eye centres inside the upper part of a face box, or ``None`` unless both found."""
+    x, y, w, h = face
+    roi = gray[y : y + int(0.6 * h), x : x + w]
+    eyes = _cascade("haarcascade_eye.xml").detectMultiScale(
+        roi, scaleFactor=1.1, minNeighbors=5, minSize=(max(8, w // 10), max(8, w // 10))
+    )
+    centres = [(x + ex + ew / 2, y + ey + eh / 2) for ex, ey, ew, eh in eyes]
+    left = [c for c in centres if c[0] < x + 0.5 * w]
+    right = [c for c in centres if c[0] >= x + 0.5 * w]
+    if not left or not right:
+        return None
+    # The eye nearest the expected height on each side (eyebrows and nostrils also fire).
+    expect = y + HAAR_EYE_Y * h
+    pick = [min(side, key=lambda c: abs(c[1] - expect)) for side in (left, right)]
+    eyes = np.array(pick)
+    dist = eyes[1, 0] - eyes[0, 0]
+    if not (0.25 * w < dist < 0.65 * w) or abs(eyes[1, 1] - eyes[0, 1]) > 0.25 * w:
+        return None
+    return eyes
+
+
+def eyes_from_box(x: float, y: float, w: float, h: float) -> np.ndarray:
+    return np.array(
+        [[x + HAAR_EYE_X[0] * w, y + HAAR_EYE_Y * h], [x + HAAR_EYE_X[1] * w, y + HAAR_EYE_Y * h]]
+    )
+
+
+def align_face(
+    image: np.ndarray, spec: AlignSpec, landmarks: np.ndarray | None = None
+) -> AlignedFace:
+    """Aligns one RGB image: landmarks → Haar eyes → Haar face box → centred crop."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
+    eyes, method = None, "center"
+    if landmarks is not None:
+        eyes, method = eyes_from_landmarks(landmarks), "landmarks"
+    else:
+        gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+        face = detect_face(gray)
+        if face is not None:
+            eyes, method = detect_eyes(gray, face), "haar_eyes"
+            if eyes is None:
+                eyes, method = eyes_from_box(*face), "haar_face"
+    if eyes is None:
+        h, w = image.shape[:2]
+        side = min(h, w)
+        eyes = eyes_from_box((w - side) / 2, (h - side) / 2, side, side)
+    matrix = similarity_from_eyes(eyes, spec.eye_targets())
+    return AlignedFace(warp(image, matrix, spec.size), method, matrix, eyes)
+
+
+def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Applies a (2, 3) affine map to (N, 2) points."""
+    points = np.asarray(points, dtype=np.float64)
+    return points @ matrix[:, :2].T + matrix[:, 2]

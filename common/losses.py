@@ -1,0 +1,146 @@
+"""Numpy reference of the age labels and the Mean-Variance loss.
+
+Every framework implementation is tested against the functions here, in float64.
+
+Reference: H. Pan, H. Han, S. Shan, X. Chen, "Mean-Variance Loss for Deep Age Estimation
+from a Face", CVPR 2018.
+
+Ages are in class units: class ``j`` is age ``j`` years, for ``j = 0 .. K-1``.
+
+Example:
+    >>> import numpy as np
+    >>> logits = np.zeros((2, 101))
+    >>> float(expected_age(logits)[0])
+    50.0
+    >>> round(mean_variance_loss(logits, np.array([50.0, 50.0])), 4)
+    46.7651
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LAMBDA_MEAN = 0.2
+LAMBDA_VAR = 0.05
+DEFAULT_NUM_CLASSES = 101
+
+
+def ages_to_classes(ages: np.ndarray, num_classes: int = DEFAULT_NUM_CLASSES) -> np.ndarray:
+    """Rounds ages to the nearest class index, clipped into ``[0, num_classes - 1]``."""
+    ages = np.asarray(ages, dtype=np.float64)
+    return np.clip(np.rint(ages), 0, num_classes - 1).astype(np.int64)
+
+
+def clip_ages(ages: np.ndarray, num_classes: int = DEFAULT_NUM_CLASSES) -> np.ndarray:
+    """Clips ages into the range the classes cover, keeping fractional ages."""
+    return np.clip(np.asarray(ages, dtype=np.float64), 0, num_classes - 1)
+
+
+def _check(logits: np.ndarray, ages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    logits = np.asarray(logits, dtype=np.float64)
+    ages = np.asarray(ages, dtype=np.float64)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be (N, K), got shape {logits.shape}")
+    if ages.shape != (logits.shape[0],):
+        raise ValueError(
+            f"ages must be (N,) with N = {logits.shape[0]} to match logits, got shape {ages.shape}"
+        )
+    return logits, ages
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable softmax over the last axis."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def expected_age(logits: np.ndarray) -> np.ndarray:
+    """Expectation of the age distribution, ``(N, K) -> (N,)`` years."""
+    p = softmax(logits)
+    return p @ np.arange(p.shape[-1], dtype=np.float64)
+
+
+def age_std(logits: np.ndarray) -> np.ndarray:
+    """Standard deviation of the age distribution, ``(N, K) -> (N,)`` years."""
+    p = softmax(logits)
+    j = np.arange(p.shape[-1], dtype=np.float64)
+    m = p @ j
+    return np.sqrt(np.maximum(p @ (j**2) - m**2, 0.0))
+
+
+def decode(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (expected age, standard deviation), both ``(N,)`` years."""
+    return expected_age(logits), age_std(logits)
+
+
+def _terms(logits: np.ndarray, ages: np.ndarray, num_classes: int):
+    p = softmax(logits)
+    j = np.arange(num_classes, dtype=np.float64)
+    m = p @ j
+    v = p @ (j**2) - m**2
+    cls = ages_to_classes(ages, num_classes)
+    y = clip_ages(ages, num_classes)
+    return p, j, m, v, cls, y
+
+
+def mean_variance_loss(
+    logits: np.ndarray,
+    ages: np.ndarray,
+    lambda_mean: float = LAMBDA_MEAN,
+    lambda_var: float = LAMBDA_VAR,
+) -> float:
+    """Softmax cross-entropy + λ1·½(m − y)² + λ2·Σ p_j (j − m)², averaged over the batch.
+
+    Args:
+        logits: (N, K) unnormalised scores.
+        ages: (N,) true ages in years; the cross-entropy target is the rounded, clipped age.
+        lambda_mean: weight λ1 of the mean loss (paper: 0.2).
+        lambda_var: weight λ2 of the variance loss (paper: 0.05).
+    """
+    logits, ages = _check(logits, ages)
+    n, k = logits.shape
+    p, _, m, v, cls, y = _terms(logits, ages, k)
+    ce = -np.log(np.maximum(p[np.arange(n), cls], 1e-300))
+    return float(np.mean(ce + lambda_mean * 0.5 * (m - y) ** 2 + lambda_var * v))
+
+
+def mean_variance_grad(
+    logits: np.ndarray,
+    ages: np.ndarray,
+    lambda_mean: float = LAMBDA_MEAN,
+    lambda_var: float = LAMBDA_VAR,
+) -> np.ndarray:
+    """Analytic gradient of :func:`mean_variance_loss` with respect to the logits, (N, K).
+
+    With p = softmax(z), m = Σ j p_j and v = Σ p_j (j − m)²:
+    ∂CE/∂z_k = p_k − [k = y],  ∂m/∂z_k = p_k (k − m),  ∂v/∂z_k = p_k ((k − m)² − v).
+    """
+    logits, ages = _check(logits, ages)
+    n, k = logits.shape
+    p, j, m, v, cls, y = _terms(logits, ages, k)
+    onehot = np.zeros_like(p)
+    onehot[np.arange(n), cls] = 1.0
+    dev = j[None, :] - m[:, None]
+    grad = (
+        p
+        - onehot
+        + lambda_mean * (m - y)[:, None] * p * dev
+        + lambda_var * p * (dev**2 - v[:, None])
+    )
+    return grad / n
+
+
+def softmax_loss(logits: np.ndarray, ages: np.ndarray) -> float:
+    """Plain softmax cross-entropy on the rounded age class (the ablation baseline)."""
+    return mean_variance_loss(logits, ages, lambda_mean=0.0, lambda_var=0.0)
+
+
+def l2_loss(predictions: np.ndarray, ages: np.ndarray) -> float:
+    """Mean squared error of a direct age regression, predictions (N,) or (N, 1)."""
+    pred = np.asarray(predictions, dtype=np.float64).reshape(-1)
+    ages = np.asarray(ages, dtype=np.float64)
+    if pred.shape != ages.shape:
+        raise ValueError(f"predictions {pred.shape} and ages {ages.shape} differ in length")
+    return float(np.mean((pred - ages) ** 2))

@@ -1,0 +1,45 @@
+"""Age-estimation metrics: MAE, cumulative score, MAE by decade."""
+
+from __future__ import annotations
+
+import numpy as np
+
+CS_THRESHOLDS = tuple(range(11))
+
+
+def _errors(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    pred = np.asarray(pred, dtype=np.float64).reshape(-1)
+    true = np.asarray(true, dtype=np.float64).reshape(-1)
+    if pred.shape != true.shape:
+        raise ValueError(f"predictions {pred.shape} and true ages {true.shape} differ in length")
+    if pred.size == 0:
+        raise ValueError("no predictions to score")
+    return np.abs(pred - true)
+
+
+def mae(pred: np.ndarray, true: np.ndarray) -> float:
+    """Mean absolute error in years."""
+    return float(_errors(pred, true).mean())
+
+
+def cumulative_score(pred: np.ndarray, true: np.ndarray, threshold: float) -> float:
+    """CS(θ): fraction of images whose absolute error is at most θ years."""
+    return float((_errors(pred, true) <= threshold).mean())
+
+
+def cs_curve(pred: np.ndarray, true: np.ndarray, thresholds=CS_THRESHOLDS) -> dict[int, float]:
+    """CS(θ) for each θ, as ``{θ: fraction}``."""
+    err = _errors(pred, true)
+    return {int(t): float((err <= t).mean()) for t in thresholds}
+
+
+def mae_by_decade(pred: np.ndarray, true: np.ndarray) -> dict[str, tuple[float, int]]:
+    """MAE per decade of the true age, as ``{"0-9": (mae, count), ...}``; empty decades omitted."""
+    err = _errors(pred, true)
+    true = np.asarray(true, dtype=np.float64).reshape(-1)
+    decade = (np.floor(true) // 10).astype(int)
+    out = {}
+    for d in np.unique(decade):
+        sel = decade == d
+        out[f"{10 * d}-{10 * d + 9}"] = (float(err[sel].mean()), int(sel.sum()))
+    return out
