@@ -8,7 +8,7 @@ PRESET  ?= default
 DATASET ?= fgnet
 MODEL   ?=
 
-.PHONY: setup data test lint format train-tf train-torch bench clean-venv
+.PHONY: setup data test lint format train-tf train-torch bench bench-preprocess clean-venv
 
 setup: $(STAMP)
 
@@ -27,8 +27,9 @@ $(STAMP): setup.cfg pyproject.toml
 data: setup
 	$(PY) -m common.prepare --dataset $(DATASET)
 
+# pytest exits 5 when it selects no test (e.g. `make test ARGS="-k nothing"`): not a failure.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -46,6 +47,9 @@ train-torch: setup
 
 bench: setup
 	@echo "make bench: the benchmark harness is not yet implemented in this version." >&2; exit 2
+
+bench-preprocess: setup
+	$(PY) -m benchmarks.preprocess
 
 clean-venv:
 	rm -rf $(VENV)

@@ -48,16 +48,25 @@ class FaceArrays:
 
     def subset(self, index: np.ndarray) -> FaceArrays:
         return FaceArrays(
-            self.images[index], self.ages[index], self.persons[index], self.names[index],
-            self.methods[index], self.key, self.meta,
+            self.images[index],
+            self.ages[index],
+            self.persons[index],
+            self.names[index],
+            self.methods[index],
+            self.key,
+            self.meta,
         )
 
 
 def cache_key(records: list[Record], spec: AlignSpec, tag: str) -> str:
     """sha256 over the source bytes, labels, landmarks and preprocessing parameters."""
     h = hashlib.sha256()
-    params = {"version": PREPROCESS_VERSION, "tag": tag, "spec": asdict(spec),
-              "opencv": cv2.__version__}
+    params = {
+        "version": PREPROCESS_VERSION,
+        "tag": tag,
+        "spec": asdict(spec),
+        "opencv": cv2.__version__,
+    }
     h.update(json.dumps(params, sort_keys=True).encode())
     for rec in records:
         h.update(f"\0{rec.path.name}\0{rec.person}\0{rec.age!r}\0".encode())
@@ -126,7 +135,9 @@ def preprocess(
     info = {
         "skipped": skipped,
         "method_counts": dict(Counter(arrays.methods.tolist())),
-        "eye_residual_px_max": float(np.nanmax(residuals)) if np.isfinite(residuals).any() else None,
+        "eye_residual_px_max": float(np.nanmax(residuals))
+        if np.isfinite(residuals).any()
+        else None,
     }
     return arrays, info
 
@@ -169,9 +180,16 @@ def _write_entry(entry: Path, arrays: FaceArrays, info: dict, key: str, tag: str
     try:
         np.save(tmp / "images.npy", arrays.images)
         meta = {
-            "key": key, "tag": tag, "spec": asdict(spec), "version": PREPROCESS_VERSION,
-            "count": len(arrays), "ages": arrays.ages.tolist(), "persons": arrays.persons.tolist(),
-            "names": arrays.names.tolist(), "methods": arrays.methods.tolist(), **info,
+            "key": key,
+            "tag": tag,
+            "spec": asdict(spec),
+            "version": PREPROCESS_VERSION,
+            "count": len(arrays),
+            "ages": arrays.ages.tolist(),
+            "persons": arrays.persons.tolist(),
+            "names": arrays.names.tolist(),
+            "methods": arrays.methods.tolist(),
+            **info,
         }
         (tmp / "meta.json").write_text(json.dumps(meta))
         try:

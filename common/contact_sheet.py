@@ -29,7 +29,7 @@ def contact_sheet(
     caption = 18
     sheet = np.full((rows * (tile + caption), cols * tile, 3), 255, np.uint8)
     scale = tile / images.shape[1]
-    for i, (img, label) in enumerate(zip(images, labels)):
+    for i, (img, label) in enumerate(zip(images, labels, strict=True)):
         r, c = divmod(i, cols)
         y, x = r * (tile + caption), c * tile
         small = cv2.resize(img, (tile, tile), interpolation=cv2.INTER_AREA)
@@ -37,8 +37,16 @@ def contact_sheet(
             for ex, ey in eye_targets * scale:
                 cv2.drawMarker(small, (round(ex), round(ey)), (0, 255, 0), cv2.MARKER_CROSS, 6, 1)
         sheet[y : y + tile, x : x + tile] = small
-        cv2.putText(sheet, label, (x + 3, y + tile + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
-                    (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            sheet,
+            label,
+            (x + 3, y + tile + 13),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.38,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):

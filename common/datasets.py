@@ -97,7 +97,9 @@ def load_fgnet(root: str | Path, landmarks: bool = True) -> list[Record]:
         raise DatasetNotFoundError(f"FG-NET: no images/ folder in {root}")
     points = {}
     if landmarks and (root / "points").is_dir():
-        points = {p.stem.lower(): p for p in (root / "points").iterdir() if p.suffix.lower() == ".pts"}
+        points = {
+            p.stem.lower(): p for p in (root / "points").iterdir() if p.suffix.lower() == ".pts"
+        }
     records = []
     for path in _image_files(images_dir):
         m = FGNET_NAME.match(path.name)
@@ -141,8 +143,11 @@ class VerifyReport:
         if self.ok:
             return "all images match the manifest"
         parts = []
-        for label, names in (("missing", self.missing), ("extra", self.extra),
-                             ("sha256 mismatch", self.mismatched)):
+        for label, names in (
+            ("missing", self.missing),
+            ("extra", self.extra),
+            ("sha256 mismatch", self.mismatched),
+        ):
             if names:
                 shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
                 parts.append(f"{len(names)} {label}: {shown}")
@@ -158,13 +163,18 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def verify_fgnet(root: str | Path) -> VerifyReport:
-    """Checks every image in ``root/images`` against the shipped manifest."""
-    expected = fgnet_manifest()
-    present = {p.name: p for p in _image_files(Path(root) / "images")}
-    missing = sorted(set(expected) - set(present))
-    extra = sorted(set(present) - set(expected))
+    """Checks every image in ``root/images`` against the shipped manifest.
+
+    Names are compared case-insensitively (copies differ in the extension's case).
+    """
+    expected = {name.lower(): (name, digest) for name, digest in fgnet_manifest().items()}
+    present = {p.name.lower(): p for p in _image_files(Path(root) / "images")}
+    missing = sorted(expected[k][0] for k in set(expected) - set(present))
+    extra = sorted(present[k].name for k in set(present) - set(expected))
     mismatched = sorted(
-        name for name in set(expected) & set(present) if sha256_file(present[name]) != expected[name]
+        present[k].name
+        for k in set(expected) & set(present)
+        if sha256_file(present[k]) != expected[k][1]
     )
     return VerifyReport(tuple(missing), tuple(extra), tuple(mismatched))
 
@@ -307,8 +317,10 @@ AAF_IMAGE_DIRS = ("aglined faces", "aligned faces", "original images", "images")
 def load_aaf(root: str | Path, images_dir: str | None = None) -> list[Record]:
     """Reads All-Age-Faces (``%05dA%02d.jpg``); each image is its own person (no identities)."""
     root = Path(root)
-    folder = root / images_dir if images_dir else next(
-        (root / d for d in AAF_IMAGE_DIRS if (root / d).is_dir()), root
+    folder = (
+        root / images_dir
+        if images_dir
+        else next((root / d for d in AAF_IMAGE_DIRS if (root / d).is_dir()), root)
     )
     records = []
     for path in _image_files(folder):

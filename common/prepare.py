@@ -67,13 +67,18 @@ def sheet_sample(arrays: FaceArrays, n: int = 96, seed: int = 0) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="fgnet",
-                        choices=["fgnet", "utkface", "aaf", "csv", "synthetic"])
+    parser.add_argument(
+        "--dataset", default="fgnet", choices=["fgnet", "utkface", "aaf", "csv", "synthetic"]
+    )
     parser.add_argument("--root", help="data folder or CSV (FG-NET: AGEZOO_FGNET_DIR instead)")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--margin", type=float, default=0.2)
-    parser.add_argument("--out", type=Path, help="where to write folds and the contact sheet "
-                        "(default: the cache directory, outside the repository)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where to write folds and the contact sheet "
+        "(default: the cache directory, outside the repository)",
+    )
     args = parser.parse_args(argv)
     data = DataConfig(dataset=args.dataset, root=args.root, size=args.size, margin=args.margin)
     out = args.out or datasets.default_cache_dir() / "prepared" / f"{args.dataset}-{args.size}px"
@@ -84,28 +89,37 @@ def main(argv: list[str] | None = None) -> int:
             report = datasets.verify_fgnet(root)
             print(f"FG-NET at {root}: {report}")
             if not report.ok:
-                print("warning: this copy differs from the published FG-NET; results will not "
-                      "be comparable with the literature", file=sys.stderr)
+                print(
+                    "warning: this copy differs from the published FG-NET; results will not "
+                    "be comparable with the literature",
+                    file=sys.stderr,
+                )
         t0 = time.perf_counter()
         arrays = load_faces(data)
     except (datasets.DatasetNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"{len(arrays)} aligned faces, {len(set(arrays.persons))} people, "
-          f"ages {arrays.ages.min():g}-{arrays.ages.max():g}, {arrays.images.shape[1]} px, "
-          f"ready in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"{len(arrays)} aligned faces, {len(set(arrays.persons))} people, "
+        f"ages {arrays.ages.min():g}-{arrays.ages.max():g}, {arrays.images.shape[1]} px, "
+        f"ready in {time.perf_counter() - t0:.1f} s"
+    )
     if arrays.meta.get("method_counts"):
-        print(f"alignment: {arrays.meta['method_counts']}; skipped: "
-              f"{len(arrays.meta.get('skipped', []))}; cache key {arrays.key[:16]}")
+        print(
+            f"alignment: {arrays.meta['method_counts']}; skipped: "
+            f"{len(arrays.meta.get('skipped', []))}; cache key {arrays.key[:16]}"
+        )
     folds = splits.lopo_folds(arrays.persons)
-    fold_hash = splits.save_folds(folds, out / "folds_lopo.json",
-                                  meta={"dataset": args.dataset, "preprocess": arrays.key})
+    fold_hash = splits.save_folds(
+        folds, out / "folds_lopo.json", meta={"dataset": args.dataset, "preprocess": arrays.key}
+    )
     print(f"LOPO folds: {len(folds)} -> {out / 'folds_lopo.json'} (sha256 {fold_hash[:16]})")
     idx = sheet_sample(arrays)
     spec = AlignSpec(size=args.size, margin=args.margin)
     labels = [f"{arrays.persons[i]} age {arrays.ages[i]:g}" for i in idx]
-    sheet = contact_sheet(arrays.images[idx], labels, out / "contact_sheet.png",
-                          eye_targets=spec.eye_targets())
+    sheet = contact_sheet(
+        arrays.images[idx], labels, out / "contact_sheet.png", eye_targets=spec.eye_targets()
+    )
     print(f"contact sheet: {sheet}")
     return 0
 

@@ -75,7 +75,9 @@ def lopo_folds(persons, val_fraction: float = 0.1, seed: int = 0) -> list[Fold]:
     folds = []
     for person in people:
         name = f"lopo-{person}"
-        train, val = _carve_val([p for p in people if p != person], val_fraction, _fold_rng(seed, name))
+        train, val = _carve_val(
+            [p for p in people if p != person], val_fraction, _fold_rng(seed, name)
+        )
         folds.append(Fold(name, train, val, (person,)))
     return folds
 

@@ -30,14 +30,35 @@ def _face(rng: np.random.Generator, size: int, age: float, person: dict) -> np.n
     half_w = (17 + 3 * youth + person["width"]) * s
     half_h = (23 - 2 * youth) * s
     hair = person["hair"] * (1 - grey) + np.array([215, 215, 215]) * grey
-    cv2.ellipse(img, (round(cx), round(cy - 3 * s)), (round(half_w + 3 * s), round(half_h + 2 * s)),
-                0, 180, 360, hair.tolist(), -1)
-    cv2.ellipse(img, (round(cx), round(cy)), (round(half_w), round(half_h)), 0, 0, 360,
-                person["skin"].tolist(), -1)
+    cv2.ellipse(
+        img,
+        (round(cx), round(cy - 3 * s)),
+        (round(half_w + 3 * s), round(half_h + 2 * s)),
+        0,
+        180,
+        360,
+        hair.tolist(),
+        -1,
+    )
+    cv2.ellipse(
+        img,
+        (round(cx), round(cy)),
+        (round(half_w), round(half_h)),
+        0,
+        0,
+        360,
+        person["skin"].tolist(),
+        -1,
+    )
     eye_y = cy + (-4 + 7 * youth) * s
     for dx in (-8, 8):
-        cv2.circle(img, (round(cx + dx * s), round(eye_y)), max(1, round((2 + youth) * s)),
-                   (30, 30, 30), -1)
+        cv2.circle(
+            img,
+            (round(cx + dx * s), round(eye_y)),
+            max(1, round((2 + youth) * s)),
+            (30, 30, 30),
+            -1,
+        )
     wrinkle = np.clip((age - 25) / 45, 0, 1)
     for k in range(int(round(5 * wrinkle))):
         y = round(eye_y - (7 + 2.5 * k) * s)
@@ -45,8 +66,16 @@ def _face(rng: np.random.Generator, size: int, age: float, person: dict) -> np.n
         cv2.line(img, (round(cx - 9 * s), y), (round(cx + 9 * s), y), shade, max(1, round(s)))
     mouth_y = round(cy + (12 - 2 * youth) * s)
     lip = (np.array([170, 60, 60]) * (1 - 0.4 * grey)).tolist()
-    cv2.ellipse(img, (round(cx), mouth_y), (round((6 - 2 * youth) * s), max(1, round(2 * s))),
-                0, 0, 360, lip, -1)
+    cv2.ellipse(
+        img,
+        (round(cx), mouth_y),
+        (round((6 - 2 * youth) * s), max(1, round(2 * s))),
+        0,
+        0,
+        360,
+        lip,
+        -1,
+    )
     img += rng.normal(0, 6, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 

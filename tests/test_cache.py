@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from common import cache
+from common.cache import cached_faces
+from common.datasets import DataWarning, Record, load_fgnet
+from common.faces import AlignSpec
+
+
+@pytest.fixture
+def records(tmp_path):
+    rng = np.random.default_rng(0)
+    recs = []
+    for i in range(20):
+        path = tmp_path / "img" / f"{i:03d}A{i + 10:02d}.jpg"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (50, 40, 3), np.uint8)).save(path)
+        recs.append(Record(path, f"{i % 5:03d}", float(i + 10)))
+    bad = tmp_path / "img" / "corrupt.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    recs.append(Record(bad, "009", 30.0))
+    return recs
+
+
+def test_build_skip_corrupt_and_reuse(records, tmp_path, monkeypatch):
+    spec = AlignSpec(size=32)
+    with pytest.warns(DataWarning, match="corrupt.jpg: cannot decode"):
+        arrays = cached_faces(
+            records, spec, "toy", cache_dir=tmp_path / "c", workers=2, progress=False
+        )
+    assert arrays.images.shape == (20, 32, 32, 3) and arrays.images.dtype == np.uint8
+    assert arrays.meta["skipped"][0]["file"] == "corrupt.jpg"
+    assert arrays.meta["method_counts"] == {"center": 20}
+    assert list(arrays.names[:2]) == ["000A10.jpg", "001A11.jpg"]
+
+    def fail(*a, **k):
+        raise AssertionError("a valid cache entry was rebuilt")
+
+    monkeypatch.setattr(cache, "preprocess", fail)
+    again = cached_faces(records, spec, "toy", cache_dir=tmp_path / "c", progress=False)
+    np.testing.assert_array_equal(again.images, arrays.images)
+    assert again.key == arrays.key
+    assert not [p for p in (tmp_path / "c" / "arrays").iterdir() if p.name.startswith(".")]
+
+
+def test_any_change_changes_the_key(records):
+    spec = AlignSpec(size=32)
+    base = cache.cache_key(records, spec, "toy")
+    assert cache.cache_key(records, AlignSpec(size=32, margin=0.3), "toy") != base
+    assert cache.cache_key(records, AlignSpec(size=48), "toy") != base
+    relabelled = [Record(r.path, r.person, r.age + 1) for r in records]
+    assert cache.cache_key(relabelled, spec, "toy") != base
+    with open(records[0].path, "ab") as fh:
+        fh.write(b"\0")
+    assert cache.cache_key(records, spec, "toy") != base
+
+
+def test_killed_build_leaves_no_entry(records, tmp_path, monkeypatch):
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache.np, "save", killed)
+    with pytest.raises(KeyboardInterrupt), pytest.warns(DataWarning):
+        cached_faces(
+            records, AlignSpec(size=16), "toy", cache_dir=tmp_path / "c", workers=1, progress=False
+        )
+    assert list((tmp_path / "c" / "arrays").iterdir()) == []
+
+
+def test_empty_records_error():
+    with pytest.raises(ValueError, match="no images"):
+        cached_faces([], AlignSpec(), "toy")
+
+
+@pytest.mark.fgnet
+def test_real_fgnet_cache_eyes_on_target(fgnet_dir, tmp_path):
+    arrays = cached_faces(
+        load_fgnet(fgnet_dir), AlignSpec(size=48), "fgnet", cache_dir=tmp_path, progress=False
+    )
+    assert arrays.images.shape == (1002, 48, 48, 3)
+    assert arrays.meta["method_counts"] == {"landmarks": 1002}
+    assert arrays.meta["skipped"] == []
+    # Every image's transformed eye landmarks land on the targets (in output pixels).
+    assert arrays.meta["eye_residual_px_max"] < 0.5
+    # Grayscale sources became 3 equal channels, colour ones kept their colour.
+    grey = (arrays.images[..., 0] == arrays.images[..., 2]).all(axis=(1, 2))
+    assert 175 <= grey.sum() < 250

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from common import losses
+
+
+def _numeric_grad(f, x, eps=1e-6):
+    grad = np.zeros_like(x)
+    for idx in np.ndindex(*x.shape):
+        up, down = x.copy(), x.copy()
+        up[idx] += eps
+        down[idx] -= eps
+        grad[idx] = (f(up) - f(down)) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize("lambdas", [(0.2, 0.05), (0.0, 0.0), (1.0, 0.5)])
+def test_mean_variance_grad_matches_finite_differences(lambdas):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, (4, 12))
+    ages = np.array([0.0, 3.0, 7.4, 11.0])
+    analytic = losses.mean_variance_grad(logits, ages, *lambdas)
+    numeric = _numeric_grad(lambda z: losses.mean_variance_loss(z, ages, *lambdas), logits)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_mean_variance_value_by_hand():
+    # Two classes, uniform: p = (.5, .5), m = .5, v = .25; age 1 -> CE = ln 2.
+    value = losses.mean_variance_loss(np.zeros((1, 2)), np.array([1.0]), 0.2, 0.05)
+    assert value == pytest.approx(np.log(2) + 0.2 * 0.5 * 0.25 + 0.05 * 0.25, abs=1e-12)
+
+
+def test_uniform_logits_fixed_value():
+    value = losses.mean_variance_loss(np.zeros((2, 101)), np.array([50.0, 50.0]))
+    # CE ln(101) + var of uniform 0..100 = (101^2 - 1)/12 = 850, times 0.05; mean term 0.
+    assert value == pytest.approx(np.log(101) + 0.05 * 850.0, abs=1e-9)
+
+
+def test_decode_expected_age_and_std():
+    logits = np.full((1, 5), -1e9)
+    logits[0, [1, 3]] = 0.0
+    mean, std = losses.decode(logits)
+    assert mean[0] == pytest.approx(2.0)
+    assert std[0] == pytest.approx(1.0)
+
+
+def test_ages_to_classes_clips_and_rounds():
+    np.testing.assert_array_equal(
+        losses.ages_to_classes(np.array([-3, 0.4, 0.6, 99.5, 140]), 101), [0, 0, 1, 100, 100]
+    )
+
+
+@pytest.mark.parametrize(
+    "logits, ages, message",
+    [(np.zeros(5), np.zeros(5), "logits must be"), (np.zeros((3, 5)), np.zeros(2), "ages must be")],
+)
+def test_bad_shapes_raise(logits, ages, message):
+    with pytest.raises(ValueError, match=message):
+        losses.mean_variance_loss(logits, ages)
+    with pytest.raises(ValueError, match=message):
+        losses.mean_variance_grad(logits, ages)
+
+
+def test_softmax_and_l2_losses():
+    assert losses.softmax_loss(np.zeros((1, 4)), np.array([2.0])) == pytest.approx(np.log(4))
+    assert losses.l2_loss(np.array([[1.0], [3.0]]), np.array([2.0, 2.0])) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="differ"):
+        losses.l2_loss(np.zeros(3), np.zeros(2))
