@@ -12,7 +12,6 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -95,9 +94,10 @@ def _worker_init() -> None:
 
 
 def _pool_context() -> mp.context.BaseContext:
-    # fork is fastest, but forking a process that already runs a framework's threads can hang.
-    frameworks = {"torch", "tensorflow", "keras", "jax"} & set(sys.modules)
-    return mp.get_context("spawn" if frameworks else "fork")
+    # Not fork: a process that has already run OpenCV (or a framework) holds thread-pool locks
+    # that a forked child inherits locked, and the workers then hang. forkserver forks from a
+    # fresh, single-threaded server process instead.
+    return mp.get_context("forkserver")
 
 
 def preprocess(

@@ -78,6 +78,14 @@ class Config:
     seed: int = 0
     augment: bool = True
     out_dir: str = "runs"
+    run_dir: str | None = None  # default: OUT_DIR/FRAMEWORK-MODEL-LOSS-TIMESTAMP
+    resume: bool = False  # continue the run in run_dir from its last checkpoint
+    fold: int = 0  # which fold of the protocol to train (train.py trains one)
+    device: str = "auto"  # auto | cpu | cuda | cuda:1 ...
+    amp: bool = True  # mixed precision on GPUs
+    channels_last: bool = True  # memory format on GPUs
+    max_steps_per_epoch: int = 0  # 0 = all batches; >0 for smoke tests
+    tensorboard: bool = True  # when the tensorboard package is installed
 
 
 def to_dict(cfg) -> dict:

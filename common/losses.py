@@ -144,3 +144,23 @@ def l2_loss(predictions: np.ndarray, ages: np.ndarray) -> float:
     if pred.shape != ages.shape:
         raise ValueError(f"predictions {pred.shape} and ages {ages.shape} differ in length")
     return float(np.mean((pred - ages) ** 2))
+
+
+LOSS_NAMES = ("mean_variance", "softmax", "l2")
+
+
+def num_outputs(loss_name: str, num_classes: int = DEFAULT_NUM_CLASSES) -> int:
+    """Network outputs a loss needs: K logits for the distribution losses, 1 for L2."""
+    if loss_name not in LOSS_NAMES:
+        raise ValueError(f"unknown loss {loss_name!r}; known: {list(LOSS_NAMES)}")
+    return 1 if loss_name == "l2" else num_classes
+
+
+def decode_outputs(outputs: np.ndarray, loss_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted age, standard deviation) from raw network outputs; L2 has no std (NaN)."""
+    outputs = np.asarray(outputs, dtype=np.float64)
+    if loss_name == "l2":
+        pred = outputs.reshape(len(outputs), -1)[:, 0]
+        return pred, np.full(len(pred), np.nan)
+    num_outputs(loss_name)
+    return decode(outputs)

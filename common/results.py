@@ -1,0 +1,132 @@
+"""One run-folder layout and result schema for both frameworks.
+
+A run folder holds ``config.yaml``, ``folds.json``, ``log.csv``, the framework's checkpoint,
+``predictions.csv`` (file, person, true age, expected age, std) and ``metrics.json``. Every file
+is written atomically (temporary file + rename), so an interrupted run never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import metrics
+
+SCHEMA_VERSION = 1
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: str | Path, data) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=1, default=_jsonable) + "\n")
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def prediction_metrics(pred: np.ndarray, true: np.ndarray, std: np.ndarray) -> dict:
+    """MAE, CS(0..10), MAE by decade and the calibration of the predicted std."""
+    err = np.abs(np.asarray(pred, float) - np.asarray(true, float))
+    out = {
+        "n": int(len(err)),
+        "mae": metrics.mae(pred, true),
+        "cs": metrics.cs_curve(pred, true),
+        "mae_by_decade": metrics.mae_by_decade(pred, true),
+    }
+    std = np.asarray(std, float)
+    if np.isfinite(std).all():
+        out["mean_std"] = float(std.mean())
+        out["std_error_corr"] = float(np.corrcoef(std, err)[0, 1]) if len(err) > 2 else math.nan
+    return out
+
+
+def write_predictions(path: str | Path, names, persons, true, pred, std) -> Path:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["file", "person", "true_age", "expected_age", "std"])
+    for row in zip(names, persons, true, pred, std, strict=True):
+        writer.writerow([row[0], row[1], f"{float(row[2]):g}", f"{float(row[3]):.4f}",
+                         f"{float(row[4]):.4f}"])
+    return atomic_write_text(path, buf.getvalue())
+
+
+def read_predictions(path: str | Path) -> dict[str, np.ndarray]:
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return {
+        "file": np.array([r["file"] for r in rows], dtype=str),
+        "person": np.array([r["person"] for r in rows], dtype=str),
+        "true_age": np.array([float(r["true_age"]) for r in rows]),
+        "expected_age": np.array([float(r["expected_age"]) for r in rows]),
+        "std": np.array([float(r["std"]) for r in rows]),
+    }
+
+
+def environment(framework: str, versions: dict[str, str], device: str) -> dict:
+    return {
+        "framework": framework,
+        "versions": {"python": platform.python_version(), "numpy": np.__version__, **versions},
+        "device": device,
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+class CsvLog:
+    """Appends one row per epoch; rewrites the file atomically so a crash never truncates it."""
+
+    def __init__(self, path: str | Path, keep: bool = False):
+        self.path = Path(path)
+        self.rows: list[dict] = []
+        if keep and self.path.is_file():
+            with open(self.path, newline="") as fh:
+                self.rows = list(csv.DictReader(fh))
+
+    def append(self, row: dict) -> None:
+        self.rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        fields = list(dict.fromkeys(k for r in self.rows for k in r))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, buf.getvalue())
+
+    def truncate(self, epochs: int) -> None:
+        """Keeps the rows of the first ``epochs`` epochs (after resuming from a checkpoint)."""
+        self.rows = [r for r in self.rows if int(r["epoch"]) < epochs]

@@ -1,0 +1,118 @@
+"""Age losses in PyTorch: pure functions of (outputs, ages) plus thin module wrappers.
+
+Tested against the numpy reference in ``common.losses`` (value and gradient, float64).
+
+Example:
+    >>> logits = torch.zeros(2, 101, requires_grad=True)
+    >>> loss = mean_variance_loss(logits, torch.tensor([50.0, 50.0]))
+    >>> round(loss.item(), 4)
+    47.1151
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common.losses import LAMBDA_MEAN, LAMBDA_VAR
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check(outputs: torch.Tensor, ages: torch.Tensor, reduction: str, two_d: bool = True):
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if two_d and outputs.ndim != 2:
+        raise ValueError(f"logits must be (N, K), got shape {tuple(outputs.shape)}")
+    if ages.shape != (outputs.shape[0],):
+        raise ValueError(
+            f"ages must be (N,) with N = {outputs.shape[0]} to match the outputs, "
+            f"got shape {tuple(ages.shape)}"
+        )
+
+
+def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return per_sample.mean()
+    if reduction == "sum":
+        return per_sample.sum()
+    return per_sample
+
+
+def mean_variance_loss(
+    logits: torch.Tensor,
+    ages: torch.Tensor,
+    lambda_mean: float = LAMBDA_MEAN,
+    lambda_var: float = LAMBDA_VAR,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Softmax CE + λ1·½(m − y)² + λ2·Σ p_j (j − m)² (Pan et al., CVPR 2018).
+
+    Args:
+        logits: (N, K) scores over ages 0..K-1.
+        ages: (N,) true ages in years; CE uses the rounded age clipped into 0..K-1.
+        reduction: ``mean`` over the batch (the paper), ``sum`` or ``none``.
+    """
+    _check(logits, ages, reduction)
+    k = logits.shape[1]
+    logp = F.log_softmax(logits, dim=1)
+    p = logp.exp()
+    j = torch.arange(k, dtype=logits.dtype, device=logits.device)
+    y = ages.to(logits.dtype).clamp(0, k - 1)
+    m = p @ j
+    v = p @ (j**2) - m**2
+    ce = -logp.gather(1, y.round().long()[:, None])[:, 0]
+    return _reduce(ce + lambda_mean * 0.5 * (m - y) ** 2 + lambda_var * v, reduction)
+
+
+def softmax_loss(logits: torch.Tensor, ages: torch.Tensor, reduction: str = "mean"):
+    """Cross-entropy on the rounded age class only; the prediction is still the expectation."""
+    return mean_variance_loss(logits, ages, 0.0, 0.0, reduction)
+
+
+def l2_loss(outputs: torch.Tensor, ages: torch.Tensor, reduction: str = "mean"):
+    """Squared error of a direct regression, outputs (N, 1) or (N,)."""
+    pred = outputs.reshape(outputs.shape[0], -1)
+    if pred.shape[1] != 1:
+        raise ValueError(f"l2 needs one output per image, got shape {tuple(outputs.shape)}")
+    _check(pred, ages, reduction)
+    return _reduce((pred[:, 0] - ages.to(pred.dtype)) ** 2, reduction)
+
+
+class MeanVarianceLoss(nn.Module):
+    def __init__(self, lambda_mean=LAMBDA_MEAN, lambda_var=LAMBDA_VAR, reduction="mean"):
+        super().__init__()
+        self.lambda_mean, self.lambda_var, self.reduction = lambda_mean, lambda_var, reduction
+
+    def forward(self, logits, ages):
+        return mean_variance_loss(logits, ages, self.lambda_mean, self.lambda_var, self.reduction)
+
+
+class SoftmaxLoss(nn.Module):
+    def __init__(self, reduction="mean"):
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, logits, ages):
+        return softmax_loss(logits, ages, self.reduction)
+
+
+class L2Loss(nn.Module):
+    def __init__(self, reduction="mean"):
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, outputs, ages):
+        return l2_loss(outputs, ages, self.reduction)
+
+
+def make_loss(name: str, lambda_mean: float = LAMBDA_MEAN, lambda_var: float = LAMBDA_VAR):
+    """The loss module a config names."""
+    if name == "mean_variance":
+        return MeanVarianceLoss(lambda_mean, lambda_var)
+    if name == "softmax":
+        return SoftmaxLoss()
+    if name == "l2":
+        return L2Loss()
+    raise ValueError(f"unknown loss {name!r}; known: mean_variance, softmax, l2")

@@ -1,0 +1,474 @@
+"""PyTorch training: one loop for every registered model and loss.
+
+Usage: ``python -m torch_impl.train [PRESET|CONFIG.yaml] [key=value ...]``, e.g.
+``python -m torch_impl.train quick data.dataset=synthetic``. Under ``torchrun`` with
+WORLD_SIZE > 1 it trains with DistributedDataParallel (NCCL on GPUs, gloo on CPUs).
+
+Reproducibility: with a fixed seed, CPU runs are bit-reproducible on the same machine and
+library versions; CUDA runs are not (cuDNN autotuning, atomics in backward passes).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import torchvision
+from tqdm import tqdm
+
+from common import results
+from common.cache import FaceArrays
+from common.config import Config, load_config, save_config, to_dict
+from common.losses import decode_outputs, num_outputs
+from common.prepare import build_folds, load_faces
+from common.splits import Fold, save_folds
+from torch_impl.losses import make_loss
+from torch_impl.models import AUX_LOSS_WEIGHT, create_model
+
+CHECKPOINT = "last.pt"
+BEST = "best.pt"
+
+
+# ------------------------------------------------------------------ data on the device
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name} asked for, but CUDA is not available")
+    return device
+
+
+def to_input(
+    images: torch.Tensor, mean, std, size: int, channels_last: bool = False
+) -> torch.Tensor:
+    """uint8 (N, H, W, 3) → normalised float (N, 3, size, size): the one NHWC→NCHW step."""
+    x = images.permute(0, 3, 1, 2).float().div_(255.0)
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                          antialias=x.shape[-1] > size)
+    mean_t = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    x = (x - mean_t) / std_t
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random scale / shift / small rotation, horizontal flip and colour jitter on a whole batch.
+
+    ``images`` is uint8 (N, H, W, 3); the result is uint8 of the same shape.
+    """
+    n, dev = images.shape[0], images.device
+
+    def uniform(lo, hi):
+        return torch.rand(n, generator=generator, device="cpu").to(dev) * (hi - lo) + lo
+
+    x = images.permute(0, 3, 1, 2).float()
+    scale = uniform(0.9, 1.1)
+    angle = uniform(-10, 10) * math.pi / 180
+    flip = torch.where(uniform(0, 1) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([
+        torch.stack([cos * flip, -sin, uniform(-0.06, 0.06)], 1),
+        torch.stack([sin * flip, cos, uniform(-0.06, 0.06)], 1),
+    ], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    brightness = uniform(-20, 20).view(n, 1, 1, 1)
+    contrast = uniform(0.8, 1.2).view(n, 1, 1, 1)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * contrast + mean + brightness
+    return x.clamp_(0, 255).round_().to(torch.uint8).permute(0, 2, 3, 1)
+
+
+# ------------------------------------------------------------------ loop
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _lr_lambda(cfg: Config, steps_per_epoch: int):
+    total = max(1, cfg.optim.epochs * steps_per_epoch)
+    kind = cfg.optim.schedule
+    if kind not in ("cosine", "step", "constant"):
+        raise ValueError(f"unknown optim.schedule {kind!r}; known: cosine, step, constant")
+
+    def factor(step: int) -> float:
+        if kind == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+        if kind == "step":
+            return cfg.optim.gamma ** ((step // steps_per_epoch) // cfg.optim.step_size)
+        return 1.0
+
+    return factor
+
+
+def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
+    o = cfg.optim
+    if o.name == "adamw":
+        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+    if o.name == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                               nesterov=True)
+    raise ValueError(f"unknown optim.name {o.name!r}; known: adamw, sgd")
+
+
+def _compute_loss(loss_fn, outputs, ages):
+    if isinstance(outputs, tuple):  # InceptionV3's auxiliary head, in training only
+        main, aux = outputs
+        return loss_fn(main, ages) + AUX_LOSS_WEIGHT * loss_fn(aux, ages), main
+    return loss_fn(outputs, ages), outputs
+
+
+class Trainer:
+    """Holds the model, the data on the device and the optimiser state of one run."""
+
+    def __init__(self, cfg: Config, faces: FaceArrays, fold: Fold, device: torch.device,
+                 rank: int = 0, world: int = 1):
+        self.cfg, self.fold, self.device, self.rank, self.world = cfg, fold, device, rank, world
+        self.loss_name = cfg.loss.name
+        self.input_size = cfg.model.input_size or cfg.data.size
+        parts = fold.indices(faces.persons)
+        self.train_idx, self.val_idx, self.test_idx = parts["train"], parts["val"], parts["test"]
+        if len(self.train_idx) == 0 or len(self.val_idx) == 0:
+            raise ValueError(f"fold {fold.name}: no training or validation images")
+        self.faces = faces
+        self.images = torch.from_numpy(faces.images).to(device)
+        self.ages = torch.from_numpy(faces.ages).to(device)
+        self.model = create_model(cfg.model.name, num_outputs(self.loss_name, cfg.data.num_classes),
+                                  cfg.model.weights, self.input_size).to(device)
+        self.pretrained = self.model.pretrained
+        if self.loss_name == "l2":  # start the regression at the mean training age
+            torch.nn.init.zeros_(self.model.head.weight)
+            torch.nn.init.constant_(self.model.head.bias, float(faces.ages[self.train_idx].mean()))
+        if cfg.model.freeze_backbone:
+            self.model.backbone.requires_grad_(False)
+        cuda = device.type == "cuda"
+        self.channels_last = cuda and cfg.channels_last
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+        self.amp = cuda and cfg.amp
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype is torch.float16)
+        self.net = self.model
+        if world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if cuda else None)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(cfg, params)
+        self.steps_per_epoch = self._steps_per_epoch()
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _lr_lambda(cfg, self.steps_per_epoch))
+        self.loss_fn = make_loss(self.loss_name, cfg.loss.lambda_mean, cfg.loss.lambda_var)
+        self.mean, self.std = self.model.entry.mean, self.model.entry.std
+
+    def _steps_per_epoch(self) -> int:
+        per_rank = math.ceil(len(self.train_idx) / self.world)
+        steps = max(1, per_rank // self.cfg.optim.batch_size)  # drop the ragged last batch
+        if self.cfg.max_steps_per_epoch:
+            steps = min(steps, self.cfg.max_steps_per_epoch)
+        return steps
+
+    def _inputs(self, idx: torch.Tensor, train: bool, generator=None) -> torch.Tensor:
+        batch = self.images[idx]
+        if train and self.cfg.augment:
+            batch = augment(batch, generator)
+        return to_input(batch, self.mean, self.std, self.input_size, self.channels_last)
+
+    def train_one_epoch(self, epoch: int, progress: bool = True) -> dict:
+        """One pass over this rank's share of the training people; returns loss, MAE, speed."""
+        self.net.train()
+        if self.cfg.model.freeze_backbone:
+            self.model.backbone.eval()  # frozen BatchNorm statistics too
+        gen = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
+        perm = torch.from_numpy(self.train_idx)[torch.randperm(len(self.train_idx), generator=gen)]
+        perm = perm[self.rank :: self.world].to(self.device)
+        bs = self.cfg.optim.batch_size
+        total_loss = total_err = seen = 0.0
+        bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {epoch + 1}/{self.cfg.optim.epochs}",
+                   leave=False, disable=not progress or self.rank != 0, unit="batch")
+        t0 = time.perf_counter()
+        for step in bar:
+            idx = perm[step * bs : (step + 1) * bs]
+            x, y = self._inputs(idx, True, gen), self.ages[idx]
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+                outputs = self.net(x)
+            outputs = tuple(o.float() for o in outputs) if isinstance(outputs, tuple) \
+                else outputs.float()
+            loss, main = _compute_loss(self.loss_fn, outputs, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            pred, _ = decode_outputs(main.detach().cpu().numpy(), self.loss_name)
+            err = np.abs(pred - y.cpu().numpy()).sum()
+            n = len(idx)
+            total_loss += loss.item() * n
+            total_err += err
+            seen += n
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", mae=f"{total_err / seen:.2f}")
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        return {"train_loss": total_loss / seen, "train_mae": total_err / seen,
+                "train_images_per_s": seen * self.world / seconds, "train_seconds": seconds}
+
+    @torch.no_grad()
+    def predict(self, idx: np.ndarray, batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+        """(expected age, std) for the given image indices, in eval mode, no augmentation."""
+        self.model.eval()
+        outs = []
+        for start in range(0, len(idx), batch_size):
+            part = torch.from_numpy(idx[start : start + batch_size]).to(self.device)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+                outs.append(self.model(self._inputs(part, False)).float().cpu().numpy())
+        return decode_outputs(np.concatenate(outs), self.loss_name)
+
+    def evaluate(self, idx: np.ndarray) -> float:
+        pred, _ = self.predict(idx)
+        return float(np.abs(pred - self.faces.ages[idx]).mean())
+
+    # -------------------------------------------------------------- checkpoints
+
+    def state(self, epoch: int, best: dict, fold_hash: str) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": epoch,
+            "best": best,
+            "config": to_dict(self.cfg),
+            "fold": self.fold.name,
+            "fold_hash": fold_hash,
+            "preprocess": self.faces.key,
+            "pretrained": self.pretrained,
+            "rng": torch.get_rng_state(),
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"])
+        self.pretrained = state["pretrained"]
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """torch.save to a temporary file, then rename: a kill never leaves a torn checkpoint."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    results.atomic_write_bytes(path, buf.getvalue())
+
+
+def _comparable(cfg_dict: dict) -> dict:
+    return {k: v for k, v in cfg_dict.items() if k not in ("resume", "run_dir", "device")}
+
+
+def _trackers(cfg: Config, run_dir: Path, rank: int):
+    tb = wandb_run = None
+    if rank != 0:
+        return tb, wandb_run
+    if cfg.tensorboard and importlib.util.find_spec("tensorboard") is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        tb = SummaryWriter(str(run_dir / "tensorboard"))
+    if importlib.util.find_spec("wandb") is not None:
+        import wandb
+
+        wandb_run = wandb.init(project="agezoo", dir=str(run_dir), config=to_dict(cfg),
+                               mode=os.environ.get("WANDB_MODE", "offline"), reinit=True)
+    return tb, wandb_run
+
+
+def fit(cfg: Config, faces: FaceArrays, fold: Fold, fold_hash: str, run_dir: str | Path,
+        progress: bool = True) -> dict:
+    """Trains on the fold's training people, picks the epoch by validation MAE, tests once.
+
+    Writes the run folder (see ``common.results``) and returns the metrics dict.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    _seed_everything(cfg.seed)
+    trainer = Trainer(cfg, faces, fold, device, rank, world)
+    start, best = 0, {"val_mae": math.inf, "epoch": -1}
+    log = results.CsvLog(run_dir / "log.csv", keep=cfg.resume)
+    if cfg.resume and (run_dir / CHECKPOINT).is_file():
+        state = torch.load(run_dir / CHECKPOINT, map_location=device, weights_only=False)
+        if _comparable(state["config"]) != _comparable(to_dict(cfg)):
+            raise ValueError(f"{run_dir}: its checkpoint was made with another config; "
+                             "resume only with the same settings")
+        if state["fold_hash"] != fold_hash or state["fold"] != fold.name:
+            raise ValueError(f"{run_dir}: its checkpoint was made on other folds")
+        trainer.load_state(state)
+        start, best = state["epoch"] + 1, state["best"]
+        log.truncate(start)
+        if rank == 0:
+            print(f"resuming {run_dir} after epoch {start} (best val MAE {best['val_mae']:.3f})")
+    elif cfg.resume:
+        print(f"resume=true but {run_dir / CHECKPOINT} does not exist; starting afresh")
+    if rank == 0:
+        save_config(cfg, run_dir / "config.yaml")
+    tb, wandb_run = _trackers(cfg, run_dir, rank)
+    t_train = time.perf_counter()
+    stale = 0
+    for epoch in range(start, cfg.optim.epochs):
+        stats = trainer.train_one_epoch(epoch, progress)
+        val_mae = trainer.evaluate(trainer.val_idx)
+        row = {"epoch": epoch, **stats, "val_mae": val_mae,
+               "lr": trainer.scheduler.get_last_lr()[0]}
+        if val_mae < best["val_mae"]:
+            best, stale = {"val_mae": val_mae, "epoch": epoch}, 0
+            if rank == 0:
+                save_checkpoint(trainer.state(epoch, best, fold_hash), run_dir / BEST)
+        else:
+            stale += 1
+        if rank == 0:
+            save_checkpoint(trainer.state(epoch, best, fold_hash), run_dir / CHECKPOINT)
+            log.append(row)
+            if tb:
+                for k, v in row.items():
+                    if k != "epoch":
+                        tb.add_scalar(k, v, epoch)
+            if wandb_run:
+                wandb_run.log(row)
+            if progress:
+                print(f"epoch {epoch + 1:3d}  loss {stats['train_loss']:.3f}  "
+                      f"train MAE {stats['train_mae']:.2f}  val MAE {val_mae:.2f}  "
+                      f"{stats['train_images_per_s']:.0f} img/s")
+        if cfg.optim.early_stopping and stale >= cfg.optim.early_stopping:
+            if rank == 0 and progress:
+                print(f"early stop: no better val MAE for {stale} epochs")
+            break
+    train_seconds = time.perf_counter() - t_train
+    if world > 1:
+        dist.barrier()
+    if (run_dir / BEST).is_file():
+        trainer.model.load_state_dict(
+            torch.load(run_dir / BEST, map_location=device, weights_only=False)["model"])
+    t_eval = time.perf_counter()
+    pred, std = trainer.predict(trainer.test_idx) if len(trainer.test_idx) else (None, None)
+    eval_seconds = time.perf_counter() - t_eval
+    rows = list(log.rows)
+    metrics = {
+        "schema": results.SCHEMA_VERSION,
+        "framework": "torch",
+        "model": cfg.model.name,
+        "loss": cfg.loss.name,
+        "dataset": cfg.data.dataset,
+        "synthetic": cfg.data.dataset == "synthetic",
+        "fold": fold.name,
+        "fold_hash": fold_hash,
+        "preprocess": faces.key,
+        "pretrained": trainer.pretrained,
+        "input_size": trainer.input_size,
+        "epochs_run": len(rows),
+        "best_epoch": best["epoch"],
+        "best_val_mae": best["val_mae"],
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+        "train_images_per_s": float(np.median([float(r["train_images_per_s"]) for r in rows]))
+        if rows else None,
+        "eval_images_per_s": len(trainer.test_idx) / eval_seconds if eval_seconds else None,
+        **results.environment("torch", {"torch": torch.__version__,
+                                        "torchvision": torchvision.__version__}, str(device)),
+        "config": to_dict(cfg),
+    }
+    if pred is not None:
+        idx = trainer.test_idx
+        metrics["test"] = results.prediction_metrics(pred, faces.ages[idx], std)
+        metrics["test_mae"] = metrics["test"]["mae"]
+        if rank == 0:
+            results.write_predictions(run_dir / "predictions.csv", faces.names[idx],
+                                      faces.persons[idx], faces.ages[idx], pred, std)
+    if rank == 0:
+        results.atomic_write_json(run_dir / "metrics.json", metrics)
+    if tb:
+        tb.close()
+    if wandb_run:
+        wandb_run.finish()
+    return metrics
+
+
+def default_run_dir(cfg: Config, framework: str = "torch") -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(cfg.out_dir) / f"{framework}-{cfg.model.name}-{cfg.loss.name}-{cfg.data.dataset}-{stamp}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    preset = argv.pop(0) if argv and "=" not in argv[0] else None
+    try:
+        cfg = load_config(preset, argv)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if cfg.resume and not cfg.run_dir:
+        print("error: resume=true needs run_dir=PATH (the run to continue)", file=sys.stderr)
+        return 2
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
+    if world > 1 and not cfg.run_dir:
+        raise SystemExit("error: under torchrun, give run_dir=PATH so all ranks share it")
+    cfg = replace(cfg, run_dir=str(run_dir))
+    try:
+        faces = load_faces(cfg.data, progress=rank == 0)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    folds = build_folds(cfg.protocol, faces.persons)
+    if not 0 <= cfg.fold < len(folds):
+        print(f"error: fold={cfg.fold} but the protocol has {len(folds)} folds", file=sys.stderr)
+        return 2
+    fold = folds[cfg.fold]
+    fold_hash = (save_folds(folds, run_dir / "folds.json", meta={"preprocess": faces.key})
+                 if rank == 0 else "")
+    if world > 1:
+        holder = [fold_hash]
+        dist.broadcast_object_list(holder, src=0)
+        fold_hash = holder[0]
+    if rank == 0:
+        print(f"{cfg.model.name} / {cfg.loss.name} on {cfg.data.dataset} ({len(faces)} images, "
+              f"{cfg.data.size} px), fold {fold.name}: {len(fold.train)} train / "
+              f"{len(fold.val)} val / {len(fold.test)} test people -> {run_dir}")
+    metrics = fit(cfg, faces, fold, fold_hash, run_dir)
+    if rank == 0:
+        kind = " (SYNTHETIC data)" if metrics["synthetic"] else ""
+        print(f"test MAE {metrics.get('test_mae', float('nan')):.2f} years over "
+              f"{metrics['test']['n']} images{kind}; pretrained: {metrics['pretrained']}; "
+              f"best epoch {metrics['best_epoch'] + 1} of {metrics['epochs_run']}")
+        print(f"model: {run_dir / BEST}   predictions: {run_dir / 'predictions.csv'}")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

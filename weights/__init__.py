@@ -1,0 +1,114 @@
+"""Registry of pretrained weight entries: weights are data, verified on load.
+
+Each entry names its framework and architecture, where the file comes from, its hash, the
+preprocessing it expects, the data it was trained on and its licence. Files are looked up
+locally first (``$AGEZOO_WEIGHTS_DIR``, then the framework's cache) and only then downloaded;
+weight files are never committed to the repository.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class WeightsUnavailableError(FileNotFoundError):
+    """Pretrained weights could be found neither locally nor downloaded."""
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    name: str
+    framework: str  # torch | keras
+    arch: str
+    url: str
+    sha256: str  # full hash when known, else the prefix the file name carries
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    data: str
+    licence: str
+    mae: float | None = None  # age MAE, for trained age models
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+_TV = "https://download.pytorch.org/models/"
+_TV_LICENCE = "BSD-3-Clause (torchvision); ImageNet terms apply"
+
+ENTRIES: dict[str, WeightsEntry] = {}
+
+
+def register(entry: WeightsEntry) -> WeightsEntry:
+    if entry.name in ENTRIES:
+        raise ValueError(f"weights entry {entry.name!r} is already registered")
+    ENTRIES[entry.name] = entry
+    return entry
+
+
+for _arch, _file, _sha, _size in [
+    ("resnet34", "resnet34-b627a593.pth", "b627a593", 224),
+    ("resnet50", "resnet50-11ad3fa6.pth", "11ad3fa6", 224),
+    ("inception_v3", "inception_v3_google-0cc3c7bd.pth", "0cc3c7bd", 299),
+    ("mobilenet_v2", "mobilenet_v2-b0353104.pth",
+     "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889", 224),
+]:
+    register(WeightsEntry(
+        name=f"torch/{_arch}/imagenet", framework="torch", arch=_arch, url=_TV + _file,
+        sha256=_sha, input_size=_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        data="ImageNet-1k", licence=_TV_LICENCE,
+    ))
+
+
+def weights_dirs() -> list[Path]:
+    """Local folders searched for weight files, in order."""
+    dirs = []
+    if os.environ.get("AGEZOO_WEIGHTS_DIR"):
+        dirs.append(Path(os.environ["AGEZOO_WEIGHTS_DIR"]).expanduser())
+    torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
+    dirs.append(torch_home / "hub" / "checkpoints")
+    dirs.append(Path.home() / ".keras" / "models")
+    return dirs
+
+
+def find_local(filename: str) -> Path | None:
+    for folder in weights_dirs():
+        if (folder / filename).is_file():
+            return folder / filename
+    return None
+
+
+def sha256_prefix_in_name(path: str | Path) -> str | None:
+    """The hex hash prefix torchvision-style names carry (``resnet50-11ad3fa6.pth``)."""
+    m = re.search(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$", Path(path).name)
+    return m.group(1) if m else None
+
+
+def check_sha256(path: str | Path, expected: str) -> None:
+    """Raises ValueError unless the file's sha256 starts with ``expected``."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    if not h.hexdigest().startswith(expected.lower()):
+        raise ValueError(
+            f"{path}: sha256 {h.hexdigest()[:16]}… does not match the expected {expected[:16]}…; "
+            "the file is corrupt or not the one named"
+        )
+
+
+def offline_message(entry: WeightsEntry, reason: str) -> str:
+    where = weights_dirs()[0]
+    return (
+        f"{entry.arch}: ImageNet weights unavailable ({reason}). Download {entry.url} "
+        f"elsewhere and put {entry.filename} in {where} (or set AGEZOO_WEIGHTS_DIR to its "
+        "folder), or train from scratch with weights=none."
+    )
