@@ -40,8 +40,7 @@ def main() -> None:
             cold.append(time.perf_counter() - t0)
             for _ in range(5):
                 t0 = time.perf_counter()
-                again = cached_faces(load_fgnet(root), spec, "fgnet", cache_dir=tmp,
-                                     progress=False)
+                again = cached_faces(load_fgnet(root), spec, "fgnet", cache_dir=tmp, progress=False)
                 warm.append(time.perf_counter() - t0)
             assert np.array_equal(again.images, arrays.images)
     result = {

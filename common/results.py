@@ -80,8 +80,9 @@ def write_predictions(path: str | Path, names, persons, true, pred, std) -> Path
     writer = csv.writer(buf)
     writer.writerow(["file", "person", "true_age", "expected_age", "std"])
     for row in zip(names, persons, true, pred, std, strict=True):
-        writer.writerow([row[0], row[1], f"{float(row[2]):g}", f"{float(row[3]):.4f}",
-                         f"{float(row[4]):.4f}"])
+        writer.writerow(
+            [row[0], row[1], f"{float(row[2]):g}", f"{float(row[3]):.4f}", f"{float(row[4]):.4f}"]
+        )
     return atomic_write_text(path, buf.getvalue())
 
 

@@ -60,11 +60,16 @@ tvm = torchvision.models
 register(ModelEntry("resnet34", lambda: tvm.resnet34(), "fc", 512, 224, 32))
 register(ModelEntry("resnet50", lambda: tvm.resnet50(), "fc", 2048, 224, 32))
 register(ModelEntry("mobilenet_v2", lambda: tvm.mobilenet_v2(), "classifier", 1280, 224, 32))
-register(ModelEntry(
-    "inception_v3",
-    lambda: tvm.inception_v3(weights=None, aux_logits=True, init_weights=False),
-    "fc", 2048, 299, 75,
-))
+register(
+    ModelEntry(
+        "inception_v3",
+        lambda: tvm.inception_v3(weights=None, aux_logits=True, init_weights=False),
+        "fc",
+        2048,
+        299,
+        75,
+    )
+)
 
 # InceptionV3's auxiliary classifier pools the 17×17 map (at 299 px) and then applies a 5×5
 # convolution; below 299 px the map is too small, so the auxiliary head is dropped there.
@@ -150,8 +155,9 @@ def create_model(
         except WeightsUnavailableError as exc:
             if weights == "imagenet":
                 raise
-            warnings.warn(f"{exc}\n>>> TRAINING {name} FROM SCRATCH (pretrained: false) <<<",
-                          stacklevel=2)
+            warnings.warn(
+                f"{exc}\n>>> TRAINING {name} FROM SCRATCH (pretrained: false) <<<", stacklevel=2
+            )
     setattr(net, entry.head_attr, nn.Identity())
     if getattr(net, "AuxLogits", None) is not None and input_size < INCEPTION_AUX_MIN_INPUT:
         net.aux_logits, net.AuxLogits = False, None

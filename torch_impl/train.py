@@ -57,8 +57,9 @@ def to_input(
     """uint8 (N, H, W, 3) → normalised float (N, 3, size, size): the one NHWC→NCHW step."""
     x = images.permute(0, 3, 1, 2).float().div_(255.0)
     if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                          antialias=x.shape[-1] > size)
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size
+        )
     mean_t = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
     x = (x - mean_t) / std_t
@@ -80,10 +81,13 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     angle = uniform(-10, 10) * math.pi / 180
     flip = torch.where(uniform(0, 1) < 0.5, -1.0, 1.0)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([
-        torch.stack([cos * flip, -sin, uniform(-0.06, 0.06)], 1),
-        torch.stack([sin * flip, cos, uniform(-0.06, 0.06)], 1),
-    ], 1)
+    theta = torch.stack(
+        [
+            torch.stack([cos * flip, -sin, uniform(-0.06, 0.06)], 1),
+            torch.stack([sin * flip, cos, uniform(-0.06, 0.06)], 1),
+        ],
+        1,
+    )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     brightness = uniform(-20, 20).view(n, 1, 1, 1)
@@ -123,8 +127,9 @@ def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
     if o.name == "adamw":
         return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
     if o.name == "sgd":
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
-                               nesterov=True)
+        return torch.optim.SGD(
+            params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=True
+        )
     raise ValueError(f"unknown optim.name {o.name!r}; known: adamw, sgd")
 
 
@@ -138,8 +143,15 @@ def _compute_loss(loss_fn, outputs, ages):
 class Trainer:
     """Holds the model, the data on the device and the optimiser state of one run."""
 
-    def __init__(self, cfg: Config, faces: FaceArrays, fold: Fold, device: torch.device,
-                 rank: int = 0, world: int = 1):
+    def __init__(
+        self,
+        cfg: Config,
+        faces: FaceArrays,
+        fold: Fold,
+        device: torch.device,
+        rank: int = 0,
+        world: int = 1,
+    ):
         self.cfg, self.fold, self.device, self.rank, self.world = cfg, fold, device, rank, world
         self.loss_name = cfg.loss.name
         self.input_size = cfg.model.input_size or cfg.data.size
@@ -150,8 +162,12 @@ class Trainer:
         self.faces = faces
         self.images = torch.from_numpy(faces.images).to(device)
         self.ages = torch.from_numpy(faces.ages).to(device)
-        self.model = create_model(cfg.model.name, num_outputs(self.loss_name, cfg.data.num_classes),
-                                  cfg.model.weights, self.input_size).to(device)
+        self.model = create_model(
+            cfg.model.name,
+            num_outputs(self.loss_name, cfg.data.num_classes),
+            cfg.model.weights,
+            self.input_size,
+        ).to(device)
         self.pretrained = self.model.pretrained
         if self.loss_name == "l2":  # start the regression at the mean training age
             torch.nn.init.zeros_(self.model.head.weight)
@@ -162,18 +178,24 @@ class Trainer:
         self.channels_last = cuda and cfg.channels_last
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+        self.amp_dtype = (
+            torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+        )
         self.amp = cuda and cfg.amp
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype is torch.float16)
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.amp and self.amp_dtype is torch.float16
+        )
         self.net = self.model
         if world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[device.index] if cuda else None)
+                self.model, device_ids=[device.index] if cuda else None
+            )
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(cfg, params)
         self.steps_per_epoch = self._steps_per_epoch()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, _lr_lambda(cfg, self.steps_per_epoch))
+            self.optimizer, _lr_lambda(cfg, self.steps_per_epoch)
+        )
         self.loss_fn = make_loss(self.loss_name, cfg.loss.lambda_mean, cfg.loss.lambda_var)
         self.mean, self.std = self.model.entry.mean, self.model.entry.std
 
@@ -200,16 +222,22 @@ class Trainer:
         perm = perm[self.rank :: self.world].to(self.device)
         bs = self.cfg.optim.batch_size
         total_loss = total_err = seen = 0.0
-        bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {epoch + 1}/{self.cfg.optim.epochs}",
-                   leave=False, disable=not progress or self.rank != 0, unit="batch")
+        bar = tqdm(
+            range(self.steps_per_epoch),
+            desc=f"epoch {epoch + 1}/{self.cfg.optim.epochs}",
+            leave=False,
+            disable=not progress or self.rank != 0,
+            unit="batch",
+        )
         t0 = time.perf_counter()
         for step in bar:
             idx = perm[step * bs : (step + 1) * bs]
             x, y = self._inputs(idx, True, gen), self.ages[idx]
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 outputs = self.net(x)
-            outputs = tuple(o.float() for o in outputs) if isinstance(outputs, tuple) \
-                else outputs.float()
+            outputs = (
+                tuple(o.float() for o in outputs) if isinstance(outputs, tuple) else outputs.float()
+            )
             loss, main = _compute_loss(self.loss_fn, outputs, y)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -226,8 +254,12 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
-        return {"train_loss": total_loss / seen, "train_mae": total_err / seen,
-                "train_images_per_s": seen * self.world / seconds, "train_seconds": seconds}
+        return {
+            "train_loss": total_loss / seen,
+            "train_mae": total_err / seen,
+            "train_images_per_s": seen * self.world / seconds,
+            "train_seconds": seconds,
+        }
 
     @torch.no_grad()
     def predict(self, idx: np.ndarray, batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
@@ -295,13 +327,24 @@ def _trackers(cfg: Config, run_dir: Path, rank: int):
     if importlib.util.find_spec("wandb") is not None:
         import wandb
 
-        wandb_run = wandb.init(project="agezoo", dir=str(run_dir), config=to_dict(cfg),
-                               mode=os.environ.get("WANDB_MODE", "offline"), reinit=True)
+        wandb_run = wandb.init(
+            project="agezoo",
+            dir=str(run_dir),
+            config=to_dict(cfg),
+            mode=os.environ.get("WANDB_MODE", "offline"),
+            reinit=True,
+        )
     return tb, wandb_run
 
 
-def fit(cfg: Config, faces: FaceArrays, fold: Fold, fold_hash: str, run_dir: str | Path,
-        progress: bool = True) -> dict:
+def fit(
+    cfg: Config,
+    faces: FaceArrays,
+    fold: Fold,
+    fold_hash: str,
+    run_dir: str | Path,
+    progress: bool = True,
+) -> dict:
     """Trains on the fold's training people, picks the epoch by validation MAE, tests once.
 
     Writes the run folder (see ``common.results``) and returns the metrics dict.
@@ -320,8 +363,10 @@ def fit(cfg: Config, faces: FaceArrays, fold: Fold, fold_hash: str, run_dir: str
     if cfg.resume and (run_dir / CHECKPOINT).is_file():
         state = torch.load(run_dir / CHECKPOINT, map_location=device, weights_only=False)
         if _comparable(state["config"]) != _comparable(to_dict(cfg)):
-            raise ValueError(f"{run_dir}: its checkpoint was made with another config; "
-                             "resume only with the same settings")
+            raise ValueError(
+                f"{run_dir}: its checkpoint was made with another config; "
+                "resume only with the same settings"
+            )
         if state["fold_hash"] != fold_hash or state["fold"] != fold.name:
             raise ValueError(f"{run_dir}: its checkpoint was made on other folds")
         trainer.load_state(state)
@@ -339,8 +384,12 @@ def fit(cfg: Config, faces: FaceArrays, fold: Fold, fold_hash: str, run_dir: str
     for epoch in range(start, cfg.optim.epochs):
         stats = trainer.train_one_epoch(epoch, progress)
         val_mae = trainer.evaluate(trainer.val_idx)
-        row = {"epoch": epoch, **stats, "val_mae": val_mae,
-               "lr": trainer.scheduler.get_last_lr()[0]}
+        row = {
+            "epoch": epoch,
+            **stats,
+            "val_mae": val_mae,
+            "lr": trainer.scheduler.get_last_lr()[0],
+        }
         if val_mae < best["val_mae"]:
             best, stale = {"val_mae": val_mae, "epoch": epoch}, 0
             if rank == 0:
@@ -357,9 +406,11 @@ def fit(cfg: Config, faces: FaceArrays, fold: Fold, fold_hash: str, run_dir: str
             if wandb_run:
                 wandb_run.log(row)
             if progress:
-                print(f"epoch {epoch + 1:3d}  loss {stats['train_loss']:.3f}  "
-                      f"train MAE {stats['train_mae']:.2f}  val MAE {val_mae:.2f}  "
-                      f"{stats['train_images_per_s']:.0f} img/s")
+                print(
+                    f"epoch {epoch + 1:3d}  loss {stats['train_loss']:.3f}  "
+                    f"train MAE {stats['train_mae']:.2f}  val MAE {val_mae:.2f}  "
+                    f"{stats['train_images_per_s']:.0f} img/s"
+                )
         if cfg.optim.early_stopping and stale >= cfg.optim.early_stopping:
             if rank == 0 and progress:
                 print(f"early stop: no better val MAE for {stale} epochs")
@@ -369,7 +420,8 @@ def fit(cfg: Config, faces: FaceArrays, fold: Fold, fold_hash: str, run_dir: str
         dist.barrier()
     if (run_dir / BEST).is_file():
         trainer.model.load_state_dict(
-            torch.load(run_dir / BEST, map_location=device, weights_only=False)["model"])
+            torch.load(run_dir / BEST, map_location=device, weights_only=False)["model"]
+        )
     t_eval = time.perf_counter()
     pred, std = trainer.predict(trainer.test_idx) if len(trainer.test_idx) else (None, None)
     eval_seconds = time.perf_counter() - t_eval
@@ -392,10 +444,14 @@ def fit(cfg: Config, faces: FaceArrays, fold: Fold, fold_hash: str, run_dir: str
         "train_seconds": train_seconds,
         "eval_seconds": eval_seconds,
         "train_images_per_s": float(np.median([float(r["train_images_per_s"]) for r in rows]))
-        if rows else None,
+        if rows
+        else None,
         "eval_images_per_s": len(trainer.test_idx) / eval_seconds if eval_seconds else None,
-        **results.environment("torch", {"torch": torch.__version__,
-                                        "torchvision": torchvision.__version__}, str(device)),
+        **results.environment(
+            "torch",
+            {"torch": torch.__version__, "torchvision": torchvision.__version__},
+            str(device),
+        ),
         "config": to_dict(cfg),
     }
     if pred is not None:
@@ -403,8 +459,14 @@ def fit(cfg: Config, faces: FaceArrays, fold: Fold, fold_hash: str, run_dir: str
         metrics["test"] = results.prediction_metrics(pred, faces.ages[idx], std)
         metrics["test_mae"] = metrics["test"]["mae"]
         if rank == 0:
-            results.write_predictions(run_dir / "predictions.csv", faces.names[idx],
-                                      faces.persons[idx], faces.ages[idx], pred, std)
+            results.write_predictions(
+                run_dir / "predictions.csv",
+                faces.names[idx],
+                faces.persons[idx],
+                faces.ages[idx],
+                pred,
+                std,
+            )
     if rank == 0:
         results.atomic_write_json(run_dir / "metrics.json", metrics)
     if tb:
@@ -416,7 +478,10 @@ def fit(cfg: Config, faces: FaceArrays, fold: Fold, fold_hash: str, run_dir: str
 
 def default_run_dir(cfg: Config, framework: str = "torch") -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path(cfg.out_dir) / f"{framework}-{cfg.model.name}-{cfg.loss.name}-{cfg.data.dataset}-{stamp}"
+    return (
+        Path(cfg.out_dir)
+        / f"{framework}-{cfg.model.name}-{cfg.loss.name}-{cfg.data.dataset}-{stamp}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -448,22 +513,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: fold={cfg.fold} but the protocol has {len(folds)} folds", file=sys.stderr)
         return 2
     fold = folds[cfg.fold]
-    fold_hash = (save_folds(folds, run_dir / "folds.json", meta={"preprocess": faces.key})
-                 if rank == 0 else "")
+    fold_hash = (
+        save_folds(folds, run_dir / "folds.json", meta={"preprocess": faces.key})
+        if rank == 0
+        else ""
+    )
     if world > 1:
         holder = [fold_hash]
         dist.broadcast_object_list(holder, src=0)
         fold_hash = holder[0]
     if rank == 0:
-        print(f"{cfg.model.name} / {cfg.loss.name} on {cfg.data.dataset} ({len(faces)} images, "
-              f"{cfg.data.size} px), fold {fold.name}: {len(fold.train)} train / "
-              f"{len(fold.val)} val / {len(fold.test)} test people -> {run_dir}")
+        print(
+            f"{cfg.model.name} / {cfg.loss.name} on {cfg.data.dataset} ({len(faces)} images, "
+            f"{cfg.data.size} px), fold {fold.name}: {len(fold.train)} train / "
+            f"{len(fold.val)} val / {len(fold.test)} test people -> {run_dir}"
+        )
     metrics = fit(cfg, faces, fold, fold_hash, run_dir)
     if rank == 0:
         kind = " (SYNTHETIC data)" if metrics["synthetic"] else ""
-        print(f"test MAE {metrics.get('test_mae', float('nan')):.2f} years over "
-              f"{metrics['test']['n']} images{kind}; pretrained: {metrics['pretrained']}; "
-              f"best epoch {metrics['best_epoch'] + 1} of {metrics['epochs_run']}")
+        print(
+            f"test MAE {metrics.get('test_mae', float('nan')):.2f} years over "
+            f"{metrics['test']['n']} images{kind}; pretrained: {metrics['pretrained']}; "
+            f"best epoch {metrics['best_epoch'] + 1} of {metrics['epochs_run']}"
+        )
         print(f"model: {run_dir / BEST}   predictions: {run_dir / 'predictions.csv'}")
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -58,14 +58,27 @@ for _arch, _file, _sha, _size in [
     ("resnet34", "resnet34-b627a593.pth", "b627a593", 224),
     ("resnet50", "resnet50-11ad3fa6.pth", "11ad3fa6", 224),
     ("inception_v3", "inception_v3_google-0cc3c7bd.pth", "0cc3c7bd", 299),
-    ("mobilenet_v2", "mobilenet_v2-b0353104.pth",
-     "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889", 224),
+    (
+        "mobilenet_v2",
+        "mobilenet_v2-b0353104.pth",
+        "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
+        224,
+    ),
 ]:
-    register(WeightsEntry(
-        name=f"torch/{_arch}/imagenet", framework="torch", arch=_arch, url=_TV + _file,
-        sha256=_sha, input_size=_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        data="ImageNet-1k", licence=_TV_LICENCE,
-    ))
+    register(
+        WeightsEntry(
+            name=f"torch/{_arch}/imagenet",
+            framework="torch",
+            arch=_arch,
+            url=_TV + _file,
+            sha256=_sha,
+            input_size=_size,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            data="ImageNet-1k",
+            licence=_TV_LICENCE,
+        )
+    )
 
 
 def weights_dirs() -> list[Path]:

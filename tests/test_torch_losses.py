@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from common import losses as ref  # noqa: E402
+from torch_impl import losses  # noqa: E402
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("lambdas", [(0.2, 0.05), (0.0, 0.0)])
+def test_value_and_gradient_match_numpy_reference(seed, lambdas):
+    rng = np.random.default_rng(seed)
+    logits_np = rng.normal(0, 3, (6, 101))
+    ages_np = rng.uniform(0, 100, 6).round(1)
+    logits = torch.tensor(logits_np, dtype=torch.float64, requires_grad=True)
+    value = losses.mean_variance_loss(logits, torch.tensor(ages_np), *lambdas)
+    value.backward()
+    assert value.item() == pytest.approx(
+        ref.mean_variance_loss(logits_np, ages_np, *lambdas), abs=1e-6
+    )
+    np.testing.assert_allclose(
+        logits.grad.numpy(), ref.mean_variance_grad(logits_np, ages_np, *lambdas), atol=1e-6
+    )
+
+
+def test_reductions_and_softmax():
+    logits = torch.randn(4, 10, dtype=torch.float64)
+    ages = torch.tensor([1.0, 2, 3, 9])
+    none = losses.mean_variance_loss(logits, ages, reduction="none")
+    assert none.shape == (4,)
+    assert torch.allclose(none.sum(), losses.mean_variance_loss(logits, ages, reduction="sum"))
+    assert torch.allclose(none.mean(), losses.MeanVarianceLoss()(logits, ages))
+    assert losses.softmax_loss(logits, ages).item() == pytest.approx(
+        ref.softmax_loss(logits.numpy(), ages.numpy()), abs=1e-9
+    )
+
+
+def test_l2():
+    out = torch.tensor([[1.0], [3.0]])
+    assert losses.l2_loss(out, torch.tensor([2.0, 2.0])).item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="one output per image"):
+        losses.l2_loss(torch.zeros(2, 3), torch.zeros(2))
+
+
+@pytest.mark.parametrize(
+    "logits, ages, message",
+    [
+        (torch.zeros(5), torch.zeros(5), "logits must be"),
+        (torch.zeros(3, 5), torch.zeros(2), "ages must be"),
+    ],
+)
+def test_bad_shapes(logits, ages, message):
+    with pytest.raises(ValueError, match=message):
+        losses.mean_variance_loss(logits, ages)
+
+
+def test_bad_reduction_and_name():
+    with pytest.raises(ValueError, match="reduction"):
+        losses.mean_variance_loss(torch.zeros(1, 3), torch.zeros(1), reduction="avg")
+    with pytest.raises(ValueError, match="unknown loss"):
+        losses.make_loss("focal")
