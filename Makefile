@@ -43,7 +43,7 @@ train-tf: setup
 	@echo "make train-tf: the Keras training entry point is not yet implemented in this version." >&2; exit 2
 
 train-torch: setup
-	@echo "make train-torch: the PyTorch training entry point is not yet implemented in this version." >&2; exit 2
+	$(PY) -m torch_impl.train $(PRESET) model.name=$(or $(MODEL),resnet50) data.dataset=$(DATASET) $(ARGS)
 
 bench: setup
 	@echo "make bench: the benchmark harness is not yet implemented in this version." >&2; exit 2
