@@ -83,7 +83,8 @@ class Config:
     fold: int = 0  # which fold of the protocol to train (train.py trains one)
     device: str = "auto"  # auto | cpu | cuda | cuda:1 ...
     amp: bool = True  # mixed precision on GPUs
-    channels_last: bool = True  # memory format on GPUs
+    channels_last: bool = True  # memory format on GPUs (PyTorch)
+    xla: bool = False  # jit_compile the Keras train step
     max_steps_per_epoch: int = 0  # 0 = all batches; >0 for smoke tests
     tensorboard: bool = True  # when the tensorboard package is installed
 

@@ -131,3 +131,73 @@ class CsvLog:
     def truncate(self, epochs: int) -> None:
         """Keeps the rows of the first ``epochs`` epochs (after resuming from a checkpoint)."""
         self.rows = [r for r in self.rows if int(r["epoch"]) < epochs]
+
+
+def run_metrics(
+    *,
+    framework: str,
+    versions: dict,
+    device: str,
+    cfg: dict,
+    fold,
+    fold_hash: str,
+    preprocess: str,
+    pretrained: bool,
+    input_size: int,
+    log_rows: list[dict],
+    best: dict,
+    train_seconds: float,
+) -> dict:
+    """The result schema both frameworks write to ``metrics.json`` (test figures added later)."""
+    speeds = [float(r["train_images_per_s"]) for r in log_rows if r.get("train_images_per_s")]
+    return {
+        "schema": SCHEMA_VERSION,
+        "framework": framework,
+        "model": cfg["model"]["name"],
+        "loss": cfg["loss"]["name"],
+        "dataset": cfg["data"]["dataset"],
+        "synthetic": cfg["data"]["dataset"] == "synthetic",
+        "fold": fold.name,
+        "fold_hash": fold_hash,
+        "preprocess": preprocess,
+        "pretrained": bool(pretrained),
+        "input_size": input_size,
+        "epochs_run": len(log_rows),
+        "best_epoch": best["epoch"],
+        "best_val_mae": best["val_mae"],
+        "train_seconds": train_seconds,
+        "train_images_per_s": float(np.median(speeds)) if speeds else None,
+        **environment(framework, versions, device),
+        "config": cfg,
+    }
+
+
+def finish_run(
+    run_dir: str | Path,
+    metrics: dict,
+    faces,
+    idx,
+    pred,
+    std,
+    eval_seconds: float,
+    write: bool = True,
+) -> dict:
+    """Adds the test figures, writes ``predictions.csv`` and ``metrics.json``; returns metrics."""
+    run_dir = Path(run_dir)
+    metrics["eval_seconds"] = eval_seconds
+    metrics["eval_images_per_s"] = len(idx) / eval_seconds if eval_seconds > 0 else None
+    if len(idx):
+        metrics["test"] = prediction_metrics(pred, faces.ages[idx], std)
+        metrics["test_mae"] = metrics["test"]["mae"]
+        if write:
+            write_predictions(
+                run_dir / "predictions.csv",
+                faces.names[idx],
+                faces.persons[idx],
+                faces.ages[idx],
+                pred,
+                std,
+            )
+    if write:
+        atomic_write_json(run_dir / "metrics.json", metrics)
+    return metrics

@@ -16,7 +16,6 @@ import os
 import random
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +25,11 @@ import torch.nn.functional as F
 import torchvision
 from tqdm import tqdm
 
-from common import results
+from common import results, runner
 from common.cache import FaceArrays
-from common.config import Config, load_config, save_config, to_dict
+from common.config import Config, save_config, to_dict
 from common.losses import decode_outputs, num_outputs
-from common.prepare import build_folds, load_faces
-from common.splits import Fold, save_folds
+from common.splits import Fold
 from torch_impl.losses import make_loss
 from torch_impl.models import AUX_LOSS_WEIGHT, create_model
 
@@ -423,52 +421,24 @@ def fit(
             torch.load(run_dir / BEST, map_location=device, weights_only=False)["model"]
         )
     t_eval = time.perf_counter()
-    pred, std = trainer.predict(trainer.test_idx) if len(trainer.test_idx) else (None, None)
+    idx = trainer.test_idx
+    pred, std = trainer.predict(idx) if len(idx) else (None, None)
     eval_seconds = time.perf_counter() - t_eval
-    rows = list(log.rows)
-    metrics = {
-        "schema": results.SCHEMA_VERSION,
-        "framework": "torch",
-        "model": cfg.model.name,
-        "loss": cfg.loss.name,
-        "dataset": cfg.data.dataset,
-        "synthetic": cfg.data.dataset == "synthetic",
-        "fold": fold.name,
-        "fold_hash": fold_hash,
-        "preprocess": faces.key,
-        "pretrained": trainer.pretrained,
-        "input_size": trainer.input_size,
-        "epochs_run": len(rows),
-        "best_epoch": best["epoch"],
-        "best_val_mae": best["val_mae"],
-        "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds,
-        "train_images_per_s": float(np.median([float(r["train_images_per_s"]) for r in rows]))
-        if rows
-        else None,
-        "eval_images_per_s": len(trainer.test_idx) / eval_seconds if eval_seconds else None,
-        **results.environment(
-            "torch",
-            {"torch": torch.__version__, "torchvision": torchvision.__version__},
-            str(device),
-        ),
-        "config": to_dict(cfg),
-    }
-    if pred is not None:
-        idx = trainer.test_idx
-        metrics["test"] = results.prediction_metrics(pred, faces.ages[idx], std)
-        metrics["test_mae"] = metrics["test"]["mae"]
-        if rank == 0:
-            results.write_predictions(
-                run_dir / "predictions.csv",
-                faces.names[idx],
-                faces.persons[idx],
-                faces.ages[idx],
-                pred,
-                std,
-            )
-    if rank == 0:
-        results.atomic_write_json(run_dir / "metrics.json", metrics)
+    metrics = results.run_metrics(
+        framework="torch",
+        versions={"torch": torch.__version__, "torchvision": torchvision.__version__},
+        device=str(device),
+        cfg=to_dict(cfg),
+        fold=fold,
+        fold_hash=fold_hash,
+        preprocess=faces.key,
+        pretrained=trainer.pretrained,
+        input_size=trainer.input_size,
+        log_rows=log.rows,
+        best=best,
+        train_seconds=train_seconds,
+    )
+    results.finish_run(run_dir, metrics, faces, idx, pred, std, eval_seconds, write=rank == 0)
     if tb:
         tb.close()
     if wandb_run:
@@ -476,67 +446,28 @@ def fit(
     return metrics
 
 
-def default_run_dir(cfg: Config, framework: str = "torch") -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return (
-        Path(cfg.out_dir)
-        / f"{framework}-{cfg.model.name}-{cfg.loss.name}-{cfg.data.dataset}-{stamp}"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    preset = argv.pop(0) if argv and "=" not in argv[0] else None
-    try:
-        cfg = load_config(preset, argv)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
-    if cfg.resume and not cfg.run_dir:
-        print("error: resume=true needs run_dir=PATH (the run to continue)", file=sys.stderr)
-        return 2
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
-    if world > 1 and not cfg.run_dir:
-        raise SystemExit("error: under torchrun, give run_dir=PATH so all ranks share it")
-    cfg = replace(cfg, run_dir=str(run_dir))
     try:
-        faces = load_faces(cfg.data, progress=rank == 0)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    folds = build_folds(cfg.protocol, faces.persons)
-    if not 0 <= cfg.fold < len(folds):
-        print(f"error: fold={cfg.fold} but the protocol has {len(folds)} folds", file=sys.stderr)
-        return 2
-    fold = folds[cfg.fold]
-    fold_hash = (
-        save_folds(folds, run_dir / "folds.json", meta={"preprocess": faces.key})
-        if rank == 0
-        else ""
-    )
+        cfg = runner.parse_cli(sys.argv[1:] if argv is None else argv)
+        if world > 1 and not cfg.run_dir:
+            raise runner.UsageError("under torchrun, give run_dir=PATH so all ranks share it")
+        plan = runner.plan_run(cfg, "torch", progress=rank == 0)
+    except runner.UsageError as exc:
+        return runner.fail(str(exc))
+    fold_hash = runner.write_folds(plan) if rank == 0 else ""
     if world > 1:
         holder = [fold_hash]
         dist.broadcast_object_list(holder, src=0)
         fold_hash = holder[0]
     if rank == 0:
-        print(
-            f"{cfg.model.name} / {cfg.loss.name} on {cfg.data.dataset} ({len(faces)} images, "
-            f"{cfg.data.size} px), fold {fold.name}: {len(fold.train)} train / "
-            f"{len(fold.val)} val / {len(fold.test)} test people -> {run_dir}"
-        )
-    metrics = fit(cfg, faces, fold, fold_hash, run_dir)
+        print(runner.describe(plan))
+    metrics = fit(plan.cfg, plan.faces, plan.fold, fold_hash, plan.run_dir)
     if rank == 0:
-        kind = " (SYNTHETIC data)" if metrics["synthetic"] else ""
-        print(
-            f"test MAE {metrics.get('test_mae', float('nan')):.2f} years over "
-            f"{metrics['test']['n']} images{kind}; pretrained: {metrics['pretrained']}; "
-            f"best epoch {metrics['best_epoch'] + 1} of {metrics['epochs_run']}"
-        )
-        print(f"model: {run_dir / BEST}   predictions: {run_dir / 'predictions.csv'}")
+        print(runner.report(metrics, plan.run_dir / BEST, plan.run_dir / "predictions.csv"))
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0

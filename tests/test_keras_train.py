@@ -1,0 +1,112 @@
+import json
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+pytest.importorskip("tensorflow")
+
+from common.config import load_config  # noqa: E402
+from common.prepare import build_folds, load_faces  # noqa: E402
+from common.results import read_predictions  # noqa: E402
+from common.splits import folds_hash  # noqa: E402
+from tf_impl import train  # noqa: E402
+
+TINY = ["model.name=mobilenet_v2", "model.weights=none", "data.dataset=synthetic",
+        "data.size=48", "optim.batch_size=32", "optim.lr=3e-3", "tensorboard=false",
+        "data.synthetic_persons=60", "data.synthetic_images_per_person=8"]
+
+
+def _setup(*overrides):
+    cfg = load_config(None, TINY + list(overrides))
+    faces = load_faces(cfg.data)
+    folds = build_folds(cfg.protocol, faces.persons)
+    return cfg, faces, folds[0], folds_hash(folds)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", ["mean_variance", "softmax", "l2"])
+def test_learns_synthetic_ages(loss, tmp_path):
+    cfg, faces, fold, digest = _setup(f"loss.name={loss}", "optim.epochs=20")
+    metrics = train.fit(cfg, faces, fold, digest, tmp_path, progress=False)
+    idx = fold.indices(faces.persons)
+    baseline = np.abs(faces.ages[idx["train"]].mean() - faces.ages[idx["test"]]).mean()
+    assert metrics["test_mae"] < 0.6 * baseline, (metrics["test_mae"], baseline)
+    assert metrics["framework"] == "keras" and metrics["pretrained"] is False
+
+
+def test_run_folder_and_keras_round_trip(tmp_path):
+    cfg, faces, fold, digest = _setup("optim.epochs=2", "max_steps_per_epoch=2")
+    metrics = train.fit(cfg, faces, fold, digest, tmp_path, progress=False)
+    for name in ["config.yaml", "log.csv", "best.weights.h5", "model.keras", "predictions.csv",
+                 "metrics.json"]:
+        assert (tmp_path / name).is_file(), name
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["fold_hash"] == digest and saved["epochs_run"] == 2
+    preds = read_predictions(tmp_path / "predictions.csv")
+    assert set(preds["person"]) == set(fold.test)
+    model = keras.saving.load_model(tmp_path / "model.keras")
+    idx = fold.indices(faces.persons)["test"]
+    pred, _ = train.predict(model, faces, idx, "mean_variance")
+    np.testing.assert_allclose(pred, preds["expected_age"], atol=1e-3)
+    assert metrics["test_mae"] == pytest.approx(saved["test_mae"])
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes(tmp_path, monkeypatch, capsys):
+    overrides = ("optim.epochs=3", "max_steps_per_epoch=2")
+    cfg, faces, fold, digest = _setup(*overrides)
+    original = train._trackers
+    monkeypatch.setattr(train, "_trackers", lambda c, r: [*original(c, r), _Interrupt()])
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(cfg, faces, fold, digest, tmp_path, progress=False)
+    monkeypatch.setattr(train, "_trackers", original)
+    assert (tmp_path / "backup").is_dir() and not (tmp_path / "metrics.json").exists()
+    cfg_resume, *_ = _setup(*overrides, "resume=true")
+    metrics = train.fit(cfg_resume, faces, fold, digest, tmp_path, progress=True)
+    assert "resuming" in capsys.readouterr().out
+    log = (tmp_path / "log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in log[1:]] == ["0", "1", "2"]
+    assert metrics["epochs_run"] == 3
+
+
+def test_resume_refuses_another_config(tmp_path):
+    cfg, faces, fold, digest = _setup("optim.epochs=1", "max_steps_per_epoch=1")
+    train.fit(cfg, faces, fold, digest, tmp_path, progress=False)
+    other, *_ = _setup("optim.epochs=1", "max_steps_per_epoch=1", "optim.lr=0.1", "resume=true")
+    with pytest.raises(ValueError, match="another config"):
+        train.fit(other, faces, fold, digest, tmp_path, progress=False)
+
+
+def test_cli_on_synthetic(tmp_path, capsys):
+    code = train.main(["quick", *TINY, "optim.epochs=1", "max_steps_per_epoch=2",
+                       f"run_dir={tmp_path}"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "test MAE" in out and "SYNTHETIC" in out and str(tmp_path / "model.keras") in out
+
+
+def test_batches_cover_the_indices_once():
+    faces = load_faces(load_config(None, TINY).data)
+    idx = np.arange(0, 100)
+    batches = train.FaceBatches(faces.images, faces.ages, idx, 32)
+    got = np.concatenate([batches[i][1] for i in range(len(batches))])
+    np.testing.assert_array_equal(got, faces.ages[idx])
+    shuffled = train.FaceBatches(faces.images, faces.ages, idx, 32, shuffle=True, seed=1)
+    assert len(shuffled) == 3 and shuffled[0][0].dtype == np.float32
+
+
+@pytest.mark.fgnet
+def test_short_real_fgnet_run(fgnet_dir, tmp_path):
+    code = train.main(["quick", "model.name=mobilenet_v2", "model.weights=none",
+                       "data.size=48", "optim.epochs=1", "max_steps_per_epoch=2",
+                       "optim.batch_size=16", "tensorboard=false", f"run_dir={tmp_path}"])
+    assert code == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["dataset"] == "fgnet" and metrics["framework"] == "keras"
+    assert metrics["test"]["n"] > 100 and np.isfinite(metrics["test_mae"])

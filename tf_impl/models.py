@@ -1,0 +1,263 @@
+"""Keras 3 model registry with the same names as ``torch_impl.models``.
+
+Backend-neutral Keras code (``keras.layers``, ``keras.ops``; no ``tf.*``). Every model takes
+float RGB images in 0..255 of the data size, and holds its own preprocessing: optional resize to
+the architecture's input size, then the normalisation of its registry entry. Augmentation is
+applied outside the model (``tf_impl.train``), so a saved model is exactly what inference runs.
+
+Example:
+    >>> model = create_model("resnet34", num_classes=101, weights="none", input_size=64)
+    >>> tuple(model.output_shape)
+    (None, 101)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+from keras import layers
+
+import weights as weight_registry
+from weights import WeightsUnavailableError
+
+BN_EPSILON_TORCH = 1e-5
+
+
+@keras.saving.register_keras_serializable(package="agezoo")
+class Preprocess(layers.Layer):
+    """(x / 255 − mean) / std on RGB 0..255 inputs, optionally flipped to BGR first."""
+
+    def __init__(self, mean, std, bgr: bool = False, scale: float = 255.0, **kwargs):
+        super().__init__(**kwargs)
+        self.mean, self.std, self.bgr, self.scale = list(mean), list(std), bgr, scale
+
+    def call(self, x):
+        if self.bgr:
+            x = keras.ops.flip(x, axis=-1)
+        mean = keras.ops.convert_to_tensor(self.mean, dtype=x.dtype)
+        std = keras.ops.convert_to_tensor(self.std, dtype=x.dtype)
+        return (x / self.scale - mean) / std
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "mean": self.mean,
+            "std": self.std,
+            "bgr": self.bgr,
+            "scale": self.scale,
+        }
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    build: Callable[[int, str | None], keras.Model]  # (input size, keras weights) -> backbone
+    input_size: int
+    min_input: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    bgr: bool = False
+    scale: float = 255.0
+    keras_imagenet: bool = True  # keras.applications has ImageNet weights for it
+
+
+REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register(entry: ModelEntry) -> ModelEntry:
+    if entry.name in REGISTRY:
+        raise ValueError(f"model {entry.name!r} is already registered")
+    REGISTRY[entry.name] = entry
+    return entry
+
+
+def list_models() -> list[str]:
+    return sorted(REGISTRY)
+
+
+# ------------------------------------------------------------------ ResNet-34 by hand
+
+
+def _conv_bn(x, filters, kernel, stride, name, relu=True):
+    # Explicit symmetric zero padding + "valid" matches PyTorch on stride 2, where Keras'
+    # "same" would pad only bottom/right.
+    pad = kernel // 2
+    if pad:
+        x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
+    x = layers.Conv2D(filters, kernel, strides=stride, use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(epsilon=BN_EPSILON_TORCH, momentum=0.9, name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+
+def _basic_block(x, filters, stride, name):
+    shortcut = x
+    y = _conv_bn(x, filters, 3, stride, f"{name}_1")
+    y = _conv_bn(y, filters, 3, 1, f"{name}_2", relu=False)
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = _conv_bn(x, filters, 1, stride, f"{name}_down", relu=False)
+    return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
+
+
+def resnet34_backbone(input_size: int, weights: str | None = None) -> keras.Model:
+    """ResNet-34 (He et al., 2016): basic blocks [3, 4, 6, 3], global average pooled."""
+    if weights is not None:
+        raise WeightsUnavailableError("keras has no ImageNet ResNet-34; use weights=none")
+    inputs = keras.Input((input_size, input_size, 3))
+    x = _conv_bn(inputs, 64, 7, 2, "stem")
+    x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+    x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+    for stage, (blocks, filters) in enumerate(zip([3, 4, 6, 3], [64, 128, 256, 512], strict=True)):
+        for block in range(blocks):
+            stride = 2 if block == 0 and stage > 0 else 1
+            x = _basic_block(x, filters, stride, f"stage{stage + 1}_block{block + 1}")
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, x, name="resnet34")
+
+
+def _application(fn):
+    def build(input_size: int, weights: str | None) -> keras.Model:
+        return fn(
+            include_top=False,
+            weights=weights,
+            input_shape=(input_size, input_size, 3),
+            pooling="avg",
+        )
+
+    return build
+
+
+TORCH_NORM = {"mean": weight_registry.IMAGENET_MEAN, "std": weight_registry.IMAGENET_STD}
+register(ModelEntry("resnet34", resnet34_backbone, 224, 32, keras_imagenet=False, **TORCH_NORM))
+register(
+    ModelEntry(
+        "resnet50",
+        _application(keras.applications.ResNet50),
+        224,
+        32,
+        mean=(103.939, 116.779, 123.68),
+        std=(1.0, 1.0, 1.0),
+        bgr=True,
+        scale=1.0,
+    )
+)
+register(
+    ModelEntry(
+        "inception_v3",
+        _application(keras.applications.InceptionV3),
+        299,
+        75,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+    )
+)
+# MobileNetV2's ImageNet weights come from the torchvision file (tf_impl.convert), so that both
+# frameworks start from the same weights; hence torchvision's normalisation.
+register(
+    ModelEntry(
+        "mobilenet_v2",
+        lambda size, w: _mobilenet_v2(size),
+        224,
+        32,
+        keras_imagenet=False,
+        **TORCH_NORM,
+    )
+)
+
+
+def _mobilenet_v2(input_size: int) -> keras.Model:
+    from tf_impl.convert import mobilenet_v2_torch_layout
+
+    return mobilenet_v2_torch_layout(input_size)
+
+
+# ------------------------------------------------------------------ the age model
+
+
+def _load_imagenet(entry: ModelEntry, backbone_builder, input_size: int):
+    """(backbone, pretrained) for weights=imagenet; raises WeightsUnavailableError offline."""
+    if entry.name == "mobilenet_v2":
+        from tf_impl.convert import load_torchvision_mobilenet_v2
+
+        backbone = backbone_builder(input_size, None)
+        load_torchvision_mobilenet_v2(backbone)
+        return backbone
+    if not entry.keras_imagenet:
+        raise WeightsUnavailableError(f"{entry.name}: no Keras ImageNet weights exist")
+    try:
+        return backbone_builder(input_size, "imagenet")
+    except (OSError, ValueError, Exception) as exc:  # keras raises plain Exceptions offline
+        if isinstance(exc, WeightsUnavailableError):
+            raise
+        raise WeightsUnavailableError(
+            f"{entry.name}: Keras ImageNet weights could not be downloaded ({exc}). Put the "
+            "keras.applications weights file in ~/.keras/models, or use weights=none."
+        ) from exc
+
+
+def create_model(
+    name: str,
+    num_classes: int = 101,
+    weights: str = "auto",
+    input_size: int | None = None,
+    data_size: int | None = None,
+) -> keras.Model:
+    """A registered backbone with its preprocessing and an age head of ``num_classes`` outputs.
+
+    Args:
+        name: one of :func:`list_models`.
+        num_classes: K logits for the distribution losses, 1 for L2 regression.
+        weights: ``imagenet``, ``auto`` (ImageNet when it can be had, else from scratch after a
+            warning), ``none``, or a ``.keras`` / ``.weights.h5`` file.
+        input_size: the network's input side (default: the entry's).
+        data_size: the side of the images fed in (default: ``input_size``); resized inside.
+    """
+    if name not in REGISTRY:
+        raise ValueError(f"unknown model {name!r}; known: {list_models()}")
+    entry = REGISTRY[name]
+    input_size = input_size or entry.input_size
+    data_size = data_size or input_size
+    if input_size < entry.min_input:
+        raise ValueError(f"{name} needs inputs of at least {entry.min_input} px, got {input_size}")
+    if weights not in ("imagenet", "auto", "none") and Path(weights).suffix == ".keras":
+        if not Path(weights).is_file():
+            raise FileNotFoundError(f"weights file {weights} not found")
+        return keras.saving.load_model(weights)
+    pretrained = False
+    backbone = None
+    if weights in ("imagenet", "auto"):
+        try:
+            backbone = _load_imagenet(entry, entry.build, input_size)
+            pretrained = True
+        except WeightsUnavailableError as exc:
+            if weights == "imagenet":
+                raise
+            warnings.warn(
+                f"{exc}\n>>> TRAINING {name} FROM SCRATCH (pretrained: false) <<<", stacklevel=2
+            )
+    if backbone is None:
+        backbone = entry.build(input_size, None)
+    inputs = keras.Input((data_size, data_size, 3), name="image")
+    x = inputs
+    if data_size != input_size:
+        x = layers.Resizing(input_size, input_size, name="resize")(x)
+    x = Preprocess(entry.mean, entry.std, entry.bgr, entry.scale, name="preprocess")(x)
+    features = backbone(x)
+    outputs = layers.Dense(num_classes, dtype="float32", name="age_head")(features)
+    model = keras.Model(inputs, outputs, name=f"agezoo_{name}")
+    if weights not in ("imagenet", "auto", "none"):
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file {path} not found")
+        model.load_weights(path)
+        pretrained = True
+    model.pretrained = pretrained
+    return model
+
+
+def backbone_of(model: keras.Model) -> keras.Model:
+    """The backbone sub-model of an age model."""
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))

@@ -1,0 +1,382 @@
+"""Keras 3 training: ``model.compile`` / ``model.fit`` for every registered model and loss.
+
+Usage: ``python -m tf_impl.train [PRESET|CONFIG.yaml] [key=value ...]``, e.g.
+``python -m tf_impl.train quick data.dataset=synthetic model.name=resnet34``.
+
+Mirrors ``torch_impl.train``: same config, cache, folds and run-folder layout. The best epoch is
+chosen by validation MAE on the fold's validation people; the test people are predicted once,
+at the end. ``resume=true run_dir=...`` continues an interrupted run (BackupAndRestore).
+On GPUs: mixed_float16, optional XLA (``xla=true``), MirroredStrategy when several are visible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from common import results, runner
+from common.cache import FaceArrays
+from common.config import Config, load_config, save_config, to_dict
+from common.losses import decode_outputs, num_outputs
+from common.splits import Fold
+from tf_impl.losses import make_loss
+from tf_impl.models import create_model
+
+MODEL_FILE = "model.keras"
+BEST_WEIGHTS = "best.weights.h5"
+
+
+class FaceBatches(keras.utils.PyDataset):
+    """Batches of (float32 RGB 0..255 images, ages) sliced from the uint8 cache by index."""
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        ages: np.ndarray,
+        idx: np.ndarray,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        max_batches: int = 0,
+    ):
+        super().__init__()
+        self.images, self.ages, self.idx = images, ages, np.asarray(idx)
+        self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
+        n = len(self.idx) // batch_size if shuffle else -(-len(self.idx) // batch_size)
+        self.n = max(1, min(n, max_batches) if max_batches else n)
+        self.order = self._order()
+
+    def _order(self) -> np.ndarray:
+        if not self.shuffle:
+            return self.idx
+        return self.idx[np.random.default_rng([self.seed, self.epoch]).permutation(len(self.idx))]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        sel = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+        return self.images[sel].astype(np.float32), self.ages[sel].astype(np.float32)
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = self._order()
+
+
+def augmenter(seed: int) -> keras.Sequential:
+    """The PyTorch side's batch augmentation in Keras layers: scale, shift, rotation, flip,
+    brightness and contrast; active in training only."""
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomRotation(10 / 360, fill_mode="constant", seed=seed + 1),
+            keras.layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2),
+            keras.layers.RandomTranslation(0.06, 0.06, fill_mode="constant", seed=seed + 3),
+            keras.layers.RandomBrightness(20 / 255, value_range=(0, 255), seed=seed + 4),
+            keras.layers.RandomContrast(0.2, value_range=(0, 255), seed=seed + 5),
+        ],
+        name="augment",
+    )
+
+
+def make_optimizer(cfg: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    o = cfg.optim
+    total = max(1, o.epochs * steps_per_epoch)
+    if o.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(o.lr, decay_steps=total)
+    elif o.schedule == "step":
+        bounds = list(range(o.step_size * steps_per_epoch, total, o.step_size * steps_per_epoch))
+        lr = keras.optimizers.schedules.PiecewiseConstantDecay(
+            bounds, [o.lr * o.gamma**i for i in range(len(bounds) + 1)]
+        )
+    elif o.schedule == "constant":
+        lr = o.lr
+    else:
+        raise ValueError(f"unknown optim.schedule {o.schedule!r}; known: cosine, step, constant")
+    if o.name == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=o.weight_decay)
+    if o.name == "sgd":
+        return keras.optimizers.SGD(
+            lr, momentum=o.momentum, nesterov=True, weight_decay=o.weight_decay
+        )
+    raise ValueError(f"unknown optim.name {o.name!r}; known: adamw, sgd")
+
+
+def age_mae_metric(loss_name: str):
+    """Running MAE of the predicted age, for the progress bar only (reports use common/)."""
+
+    def mae(y_true, y_pred):
+        y = keras.ops.reshape(keras.ops.cast(y_true, "float32"), (-1,))
+        y_pred = keras.ops.cast(y_pred, "float32")
+        if loss_name == "l2":
+            pred = y_pred[:, 0]
+        else:
+            j = keras.ops.cast(keras.ops.arange(y_pred.shape[-1]), "float32")
+            pred = keras.ops.sum(keras.ops.softmax(y_pred, axis=-1) * j, axis=-1)
+        return keras.ops.mean(keras.ops.abs(pred - y))
+
+    mae.__name__ = "mae"
+    return mae
+
+
+def predict(
+    model: keras.Model, faces: FaceArrays, idx: np.ndarray, loss_name: str, batch_size: int = 128
+) -> tuple[np.ndarray, np.ndarray]:
+    """(expected age, std) for the given image indices, decoded by common/."""
+    outputs = model.predict(FaceBatches(faces.images, faces.ages, idx, batch_size), verbose=0)
+    return decode_outputs(outputs, loss_name)
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Times each epoch, scores the validation people, keeps the best weights and the CSV log.
+
+    State lives in the run folder (``best.json``, ``log.csv``) so a resumed run carries on.
+    """
+
+    def __init__(
+        self,
+        model_ref: keras.Model,
+        faces: FaceArrays,
+        val_idx,
+        loss_name: str,
+        run_dir: Path,
+        images_per_epoch: int,
+        resume: bool,
+        tb_writer=None,
+    ):
+        super().__init__()
+        self.age_model, self.faces, self.val_idx = model_ref, faces, val_idx
+        self.loss_name, self.run_dir, self.images_per_epoch = loss_name, run_dir, images_per_epoch
+        self.best_file = run_dir / "best.json"
+        self.best = {"val_mae": float("inf"), "epoch": -1}
+        if resume and self.best_file.is_file():
+            self.best = json.loads(self.best_file.read_text())
+        self.log = results.CsvLog(run_dir / "log.csv", keep=resume)
+        self.t0 = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.log.truncate(epoch)
+        self.t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.t0
+        pred, _ = predict(self.age_model, self.faces, self.val_idx, self.loss_name)
+        val_mae = float(np.abs(pred - self.faces.ages[self.val_idx]).mean())
+        if logs is not None:
+            logs["val_mae"] = val_mae
+        if val_mae < self.best["val_mae"]:
+            self.best = {"val_mae": val_mae, "epoch": epoch}
+            tmp = self.run_dir / f".tmp-{BEST_WEIGHTS}"
+            self.age_model.save_weights(tmp)
+            tmp.replace(self.run_dir / BEST_WEIGHTS)
+        results.atomic_write_json(self.best_file, self.best)
+        logs = logs or {}
+        self.log.append(
+            {
+                "epoch": epoch,
+                "train_loss": float(logs.get("loss", np.nan)),
+                "train_mae": float(logs.get("mae", np.nan)),
+                "train_images_per_s": self.images_per_epoch / seconds,
+                "train_seconds": seconds,
+                "val_mae": val_mae,
+            }
+        )
+
+
+def _gpus() -> int:
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return len(tf.config.list_physical_devices("GPU"))
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.device_count()
+    return 0
+
+
+def _strategy(gpus: int):
+    if gpus > 1 and keras.config.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.distribute.MirroredStrategy()
+    return None
+
+
+def _trackers(cfg: Config, run_dir: Path) -> list[keras.callbacks.Callback]:
+    import importlib.util
+
+    callbacks = []
+    if (
+        cfg.tensorboard
+        and importlib.util.find_spec("tensorboard") is not None
+        and keras.config.backend() == "tensorflow"
+    ):
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard")))
+    if importlib.util.find_spec("wandb") is not None:
+        import os
+
+        import wandb
+        from wandb.integration.keras import WandbMetricsLogger
+
+        wandb.init(
+            project="agezoo",
+            dir=str(run_dir),
+            config=to_dict(cfg),
+            mode=os.environ.get("WANDB_MODE", "offline"),
+            reinit=True,
+        )
+        callbacks.append(WandbMetricsLogger())
+    return callbacks
+
+
+def _comparable(cfg_dict: dict) -> dict:
+    return {k: v for k, v in cfg_dict.items() if k not in ("resume", "run_dir", "device")}
+
+
+def fit(
+    cfg: Config,
+    faces: FaceArrays,
+    fold: Fold,
+    fold_hash: str,
+    run_dir: str | Path,
+    progress: bool = True,
+) -> dict:
+    """Trains on the fold's training people, picks the epoch by validation MAE, tests once."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    parts = fold.indices(faces.persons)
+    train_idx, val_idx, test_idx = parts["train"], parts["val"], parts["test"]
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise ValueError(f"fold {fold.name}: no training or validation images")
+    backup = run_dir / "backup"
+    if cfg.resume and (run_dir / "config.yaml").is_file():
+        old = to_dict(load_config(str(run_dir / "config.yaml")))
+        if _comparable(old) != _comparable(to_dict(cfg)):
+            raise ValueError(
+                f"{run_dir}: its checkpoint was made with another config; "
+                "resume only with the same settings"
+            )
+        if progress and backup.is_dir():
+            print(f"resuming {run_dir} from its last completed epoch")
+    elif backup.exists():
+        shutil.rmtree(backup)  # a fresh run in an old folder must not restore its state
+    save_config(cfg, run_dir / "config.yaml")
+
+    gpus = _gpus()
+    if gpus and cfg.amp:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    input_size = cfg.model.input_size or cfg.data.size
+    train_data = FaceBatches(
+        faces.images,
+        faces.ages,
+        train_idx,
+        cfg.optim.batch_size,
+        shuffle=True,
+        seed=cfg.seed,
+        max_batches=cfg.max_steps_per_epoch,
+    )
+    strategy = _strategy(gpus)
+    scope = strategy.scope() if strategy else contextlib.nullcontext()
+    with scope:
+        model = create_model(
+            cfg.model.name,
+            num_outputs(cfg.loss.name, cfg.data.num_classes),
+            cfg.model.weights,
+            input_size,
+            data_size=cfg.data.size,
+        )
+        pretrained = model.pretrained
+        head = model.get_layer("age_head")
+        if cfg.loss.name == "l2":  # start the regression at the mean training age
+            head.set_weights(
+                [
+                    np.zeros_like(head.get_weights()[0]),
+                    np.full(head.get_weights()[1].shape, faces.ages[train_idx].mean(), np.float32),
+                ]
+            )
+        if cfg.model.freeze_backbone:
+            for layer in model.layers:
+                if isinstance(layer, keras.Model):
+                    layer.trainable = False
+        inputs = keras.Input(model.input_shape[1:])
+        x = augmenter(cfg.seed)(inputs) if cfg.augment else inputs
+        trainer = keras.Model(inputs, model(x), name="train")
+        trainer.compile(
+            optimizer=make_optimizer(cfg, len(train_data)),
+            loss=make_loss(cfg.loss.name, cfg.loss.lambda_mean, cfg.loss.lambda_var),
+            metrics=[age_mae_metric(cfg.loss.name)],
+            jit_compile=bool(cfg.xla and gpus),
+        )
+    recorder = EpochRecorder(
+        model,
+        faces,
+        val_idx,
+        cfg.loss.name,
+        run_dir,
+        len(train_data) * cfg.optim.batch_size,
+        cfg.resume,
+    )
+    callbacks = [recorder, keras.callbacks.BackupAndRestore(str(backup)), *_trackers(cfg, run_dir)]
+    if cfg.optim.early_stopping:
+        callbacks.append(
+            keras.callbacks.EarlyStopping("val_mae", patience=cfg.optim.early_stopping, mode="min")
+        )
+    t_train = time.perf_counter()
+    trainer.fit(
+        train_data, epochs=cfg.optim.epochs, callbacks=callbacks, verbose=1 if progress else 0
+    )
+    train_seconds = time.perf_counter() - t_train
+    if (run_dir / BEST_WEIGHTS).is_file():
+        model.load_weights(run_dir / BEST_WEIGHTS)
+    tmp = run_dir / f".tmp-{MODEL_FILE}"
+    model.save(tmp)
+    tmp.replace(run_dir / MODEL_FILE)
+    t_eval = time.perf_counter()
+    pred, std = predict(model, faces, test_idx, cfg.loss.name) if len(test_idx) else (None, None)
+    eval_seconds = time.perf_counter() - t_eval
+    versions = {"keras": keras.__version__, "backend": keras.config.backend()}
+    if keras.config.backend() == "tensorflow":
+        import tensorflow as tf
+
+        versions["tensorflow"] = tf.__version__
+    metrics = results.run_metrics(
+        framework="keras",
+        versions=versions,
+        device=f"gpu x{gpus}" if gpus else "cpu",
+        cfg=to_dict(cfg),
+        fold=fold,
+        fold_hash=fold_hash,
+        preprocess=faces.key,
+        pretrained=pretrained,
+        input_size=input_size,
+        log_rows=recorder.log.rows,
+        best=recorder.best,
+        train_seconds=train_seconds,
+    )
+    return results.finish_run(run_dir, metrics, faces, test_idx, pred, std, eval_seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        plan = runner.plan_run(runner.parse_cli(sys.argv[1:] if argv is None else argv), "keras")
+    except runner.UsageError as exc:
+        return runner.fail(str(exc))
+    fold_hash = runner.write_folds(plan)
+    print(runner.describe(plan))
+    metrics = fit(plan.cfg, plan.faces, plan.fold, fold_hash, plan.run_dir)
+    print(runner.report(metrics, plan.run_dir / MODEL_FILE, plan.run_dir / "predictions.csv"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
