@@ -40,7 +40,7 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 
 train-tf: setup
-	@echo "make train-tf: the Keras training entry point is not yet implemented in this version." >&2; exit 2
+	$(PY) -m tf_impl.train $(PRESET) model.name=$(or $(MODEL),resnet34) data.dataset=$(DATASET) $(ARGS)
 
 train-torch: setup
 	$(PY) -m torch_impl.train $(PRESET) model.name=$(or $(MODEL),resnet50) data.dataset=$(DATASET) $(ARGS)

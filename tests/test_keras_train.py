@@ -6,10 +6,10 @@ import pytest
 keras = pytest.importorskip("keras")
 pytest.importorskip("tensorflow")
 
-from common.config import load_config  # noqa: E402
+from common.config import load_config, save_config  # noqa: E402
 from common.prepare import build_folds, load_faces  # noqa: E402
 from common.results import read_predictions  # noqa: E402
-from common.splits import folds_hash  # noqa: E402
+from common.splits import folds_hash, load_folds  # noqa: E402
 from tf_impl import train  # noqa: E402
 
 TINY = ["model.name=mobilenet_v2", "model.weights=none", "data.dataset=synthetic",
@@ -35,21 +35,27 @@ def test_learns_synthetic_ages(loss, tmp_path):
     assert metrics["framework"] == "keras" and metrics["pretrained"] is False
 
 
-def test_run_folder_and_keras_round_trip(tmp_path):
-    cfg, faces, fold, digest = _setup("optim.epochs=2", "max_steps_per_epoch=2")
-    metrics = train.fit(cfg, faces, fold, digest, tmp_path, progress=False)
-    for name in ["config.yaml", "log.csv", "best.weights.h5", "model.keras", "predictions.csv",
-                 "metrics.json"]:
+def test_cli_run_folder_and_keras_round_trip(tmp_path, capsys):
+    code = train.main(["quick", *TINY, "optim.epochs=2", "max_steps_per_epoch=2",
+                       f"run_dir={tmp_path}"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "test MAE" in out and "SYNTHETIC" in out and str(tmp_path / "model.keras") in out
+    for name in ["config.yaml", "folds.json", "log.csv", "best.weights.h5", "model.keras",
+                 "predictions.csv", "metrics.json"]:
         assert (tmp_path / name).is_file(), name
     saved = json.loads((tmp_path / "metrics.json").read_text())
+    folds, digest, _ = load_folds(tmp_path / "folds.json")
     assert saved["fold_hash"] == digest and saved["epochs_run"] == 2
+    fold = folds[0]
     preds = read_predictions(tmp_path / "predictions.csv")
     assert set(preds["person"]) == set(fold.test)
+    # The saved .keras model, loaded afresh, reproduces the written predictions.
+    faces = load_faces(load_config(None, TINY).data)
     model = keras.saving.load_model(tmp_path / "model.keras")
-    idx = fold.indices(faces.persons)["test"]
-    pred, _ = train.predict(model, faces, idx, "mean_variance")
+    pred, _ = train.predict(model, faces, fold.indices(faces.persons)["test"], "mean_variance")
     np.testing.assert_allclose(pred, preds["expected_age"], atol=1e-3)
-    assert metrics["test_mae"] == pytest.approx(saved["test_mae"])
+    assert saved["test_mae"] == pytest.approx(np.abs(pred - preds["true_age"]).mean(), abs=1e-3)
 
 
 class _Interrupt(keras.callbacks.Callback):
@@ -76,19 +82,11 @@ def test_interrupted_run_resumes(tmp_path, monkeypatch, capsys):
 
 
 def test_resume_refuses_another_config(tmp_path):
-    cfg, faces, fold, digest = _setup("optim.epochs=1", "max_steps_per_epoch=1")
-    train.fit(cfg, faces, fold, digest, tmp_path, progress=False)
-    other, *_ = _setup("optim.epochs=1", "max_steps_per_epoch=1", "optim.lr=0.1", "resume=true")
+    cfg, faces, fold, digest = _setup("optim.epochs=1")
+    save_config(cfg, tmp_path / "config.yaml")
+    other, *_ = _setup("optim.epochs=1", "optim.lr=0.1", "resume=true")
     with pytest.raises(ValueError, match="another config"):
         train.fit(other, faces, fold, digest, tmp_path, progress=False)
-
-
-def test_cli_on_synthetic(tmp_path, capsys):
-    code = train.main(["quick", *TINY, "optim.epochs=1", "max_steps_per_epoch=2",
-                       f"run_dir={tmp_path}"])
-    assert code == 0
-    out = capsys.readouterr().out
-    assert "test MAE" in out and "SYNTHETIC" in out and str(tmp_path / "model.keras") in out
 
 
 def test_batches_cover_the_indices_once():
