@@ -45,8 +45,9 @@ train-tf: setup
 train-torch: setup
 	$(PY) -m torch_impl.train $(PRESET) model.name=$(or $(MODEL),resnet50) data.dataset=$(DATASET) $(ARGS)
 
+# make bench PRESET=lopo-frozen (configs/bench-*.yaml); ARGS="--shard 0/2" etc.
 bench: setup
-	@echo "make bench: the benchmark harness is not yet implemented in this version." >&2; exit 2
+	$(PY) -m benchmarks.run $(if $(filter default,$(PRESET)),lopo-frozen,$(PRESET)) $(ARGS)
 
 bench-preprocess: setup
 	$(PY) -m benchmarks.preprocess

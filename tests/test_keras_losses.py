@@ -23,8 +23,9 @@ def check_against_reference(loss_fn, lambdas, seed=0):
     value, grad = _value_and_grad(loss_fn, logits_np, ages_np)
     assert value == pytest.approx(ref.mean_variance_loss(logits_np, ages_np, *lambdas), abs=1e-6)
     assert grad is not None, "no gradient reaches the logits"
-    np.testing.assert_allclose(grad.numpy(), ref.mean_variance_grad(logits_np, ages_np, *lambdas),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        grad.numpy(), ref.mean_variance_grad(logits_np, ages_np, *lambdas), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -53,10 +54,12 @@ def test_keras_loss_wrappers():
     logits = np.random.default_rng(0).normal(size=(4, 11))
     ages = np.array([1.0, 2.0, 3.0, 10.0])
     expected = ref.mean_variance_loss(logits, ages)
-    assert float(losses.MeanVarianceLoss()(ages[:, None], logits)) == pytest.approx(expected,
-                                                                                   rel=1e-5)
+    assert float(losses.MeanVarianceLoss()(ages[:, None], logits)) == pytest.approx(
+        expected, rel=1e-5
+    )
     assert float(losses.SoftmaxLoss()(ages, logits)) == pytest.approx(
-        ref.softmax_loss(logits, ages), rel=1e-5)
+        ref.softmax_loss(logits, ages), rel=1e-5
+    )
     out = np.array([[1.0], [3.0]])
     assert float(losses.L2Loss()(np.array([2.0, 2.0]), out)) == pytest.approx(1.0)
     restored = losses.MeanVarianceLoss.from_config(losses.MeanVarianceLoss(0.3, 0.1).get_config())
@@ -69,13 +72,13 @@ def test_reductions():
     none = np.asarray(losses.mean_variance_loss(logits, ages, reduction="none"))
     assert none.shape == (3,)
     assert float(losses.mean_variance_loss(logits, ages, reduction="sum")) == pytest.approx(
-        none.sum(), rel=1e-6)
+        none.sum(), rel=1e-6
+    )
 
 
 @pytest.mark.parametrize(
     "logits, ages, message",
-    [(np.zeros(5), np.zeros(5), "logits must be"),
-     (np.zeros((3, 5)), np.zeros(2), "ages must be")],
+    [(np.zeros(5), np.zeros(5), "logits must be"), (np.zeros((3, 5)), np.zeros(2), "ages must be")],
 )
 def test_bad_shapes(logits, ages, message):
     with pytest.raises(ValueError, match=message):

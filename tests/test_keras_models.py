@@ -107,13 +107,16 @@ def test_mobilenet_v2_port_matches_pytorch():
     from torch_impl.train import to_input
 
     tmodel = torch_create("mobilenet_v2", 101, weights="imagenet").eval()
-    tx = to_input(torch.from_numpy(images.astype(np.uint8)), tmodel.entry.mean,
-                  tmodel.entry.std, size)
+    tx = to_input(
+        torch.from_numpy(images.astype(np.uint8)), tmodel.entry.mean, tmodel.entry.std, size
+    )
     feats_torch = tmodel.backbone(tx).detach().numpy()
     feats_keras = models.backbone_of(model).predict(
-        model.get_layer("preprocess")(images.astype(np.uint8).astype("float32")), verbose=0)
-    np.testing.assert_allclose(feats_keras, feats_torch, rtol=1e-4,
-                               atol=1e-4 * np.abs(feats_torch).max())
+        model.get_layer("preprocess")(images.astype(np.uint8).astype("float32")), verbose=0
+    )
+    np.testing.assert_allclose(
+        feats_keras, feats_torch, rtol=1e-4, atol=1e-4 * np.abs(feats_torch).max()
+    )
 
 
 def test_loss_and_model_run_on_the_torch_backend():
@@ -131,6 +134,7 @@ def test_loss_and_model_run_on_the_torch_backend():
         "print('ok')\n"
     )
     env = {**os.environ, "KERAS_BACKEND": "torch"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=300, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]

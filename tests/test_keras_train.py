@@ -12,9 +12,17 @@ from common.results import read_predictions  # noqa: E402
 from common.splits import folds_hash, load_folds  # noqa: E402
 from tf_impl import train  # noqa: E402
 
-TINY = ["model.name=mobilenet_v2", "model.weights=none", "data.dataset=synthetic",
-        "data.size=48", "optim.batch_size=32", "optim.lr=3e-3", "tensorboard=false",
-        "data.synthetic_persons=60", "data.synthetic_images_per_person=8"]
+TINY = [
+    "model.name=mobilenet_v2",
+    "model.weights=none",
+    "data.dataset=synthetic",
+    "data.size=48",
+    "optim.batch_size=32",
+    "optim.lr=3e-3",
+    "tensorboard=false",
+    "data.synthetic_persons=60",
+    "data.synthetic_images_per_person=8",
+]
 
 
 def _setup(*overrides):
@@ -36,13 +44,21 @@ def test_learns_synthetic_ages(loss, tmp_path):
 
 
 def test_cli_run_folder_and_keras_round_trip(tmp_path, capsys):
-    code = train.main(["quick", *TINY, "optim.epochs=2", "max_steps_per_epoch=2",
-                       f"run_dir={tmp_path}"])
+    code = train.main(
+        ["quick", *TINY, "optim.epochs=2", "max_steps_per_epoch=2", f"run_dir={tmp_path}"]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "test MAE" in out and "SYNTHETIC" in out and str(tmp_path / "model.keras") in out
-    for name in ["config.yaml", "folds.json", "log.csv", "best.weights.h5", "model.keras",
-                 "predictions.csv", "metrics.json"]:
+    for name in [
+        "config.yaml",
+        "folds.json",
+        "log.csv",
+        "best.weights.h5",
+        "model.keras",
+        "predictions.csv",
+        "metrics.json",
+    ]:
         assert (tmp_path / name).is_file(), name
     saved = json.loads((tmp_path / "metrics.json").read_text())
     folds, digest, _ = load_folds(tmp_path / "folds.json")
@@ -101,9 +117,19 @@ def test_batches_cover_the_indices_once():
 
 @pytest.mark.fgnet
 def test_short_real_fgnet_run(fgnet_dir, tmp_path):
-    code = train.main(["quick", "model.name=mobilenet_v2", "model.weights=none",
-                       "data.size=48", "optim.epochs=1", "max_steps_per_epoch=2",
-                       "optim.batch_size=16", "tensorboard=false", f"run_dir={tmp_path}"])
+    code = train.main(
+        [
+            "quick",
+            "model.name=mobilenet_v2",
+            "model.weights=none",
+            "data.size=48",
+            "optim.epochs=1",
+            "max_steps_per_epoch=2",
+            "optim.batch_size=16",
+            "tensorboard=false",
+            f"run_dir={tmp_path}",
+        ]
+    )
     assert code == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["dataset"] == "fgnet" and metrics["framework"] == "keras"

@@ -1,0 +1,324 @@
+"""Benchmark report: tables and plots from a benchmark folder's results.
+
+    python -m benchmarks.report runs/bench-NAME
+
+Writes ``report.md`` and PNG plots into the folder. Refuses to put side by side results whose
+fold hashes or preprocessing hashes differ.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.stats import wilcoxon  # noqa: E402
+
+from common import metrics  # noqa: E402
+
+PAPER_MAE = 4.10  # Pan et al., CVPR 2018: FG-NET LOPO, Mean-Variance loss
+
+
+def load_results(out: Path) -> dict[str, list[dict]]:
+    """``{cell id: [fold results]}``; raises ValueError on mixed folds or preprocessing."""
+    by_cell: dict[str, list[dict]] = defaultdict(list)
+    hashes, preps = set(), set()
+    for path in sorted((Path(out) / "results").glob("*/*.json")):
+        data = json.loads(path.read_text())
+        hashes.add(data["fold_hash"])
+        preps.add(data["preprocess"])
+        by_cell[data["cell"]].append(data)
+    if len(hashes) > 1 or len(preps) > 1:
+        raise ValueError(
+            f"{out}: results were made on {len(hashes)} fold files and "
+            f"{len(preps)} preprocessings; they cannot be compared side by side"
+        )
+    if not by_cell:
+        raise ValueError(f"{out}: no results yet")
+    return dict(by_cell)
+
+
+def summarise(folds: list[dict]) -> dict:
+    p = {
+        k: np.concatenate([np.asarray(f["predictions"][k]) for f in folds])
+        for k in ("true_age", "expected_age", "std")
+    }
+    err = np.abs(p["expected_age"] - p["true_age"])
+    fold_mae = np.array([f["fold_mae"] for f in folds], float)
+    std_ok = np.isfinite(p["std"]).all()
+    first = folds[0]
+    return {
+        "n_folds": len(folds),
+        "n_images": int(len(err)),
+        "mae": float(err.mean()),
+        "fold_mae_mean": float(fold_mae.mean()),
+        "fold_mae_std": float(fold_mae.std()),
+        "cs5": metrics.cumulative_score(p["expected_age"], p["true_age"], 5),
+        "cs10": metrics.cumulative_score(p["expected_age"], p["true_age"], 10),
+        "cs_curve": metrics.cs_curve(p["expected_age"], p["true_age"]),
+        "by_decade": metrics.mae_by_decade(p["expected_age"], p["true_age"]),
+        "mean_std": float(p["std"].mean()) if std_ok else math.nan,
+        "std_err_corr": float(np.corrcoef(p["std"], err)[0, 1])
+        if std_ok and len(err) > 2
+        else math.nan,
+        "train_images_per_s": float(
+            np.median([f.get("train_images_per_s") or np.nan for f in folds])
+        ),
+        "eval_images_per_s": float(
+            np.median([f.get("eval_images_per_s") or np.nan for f in folds])
+        ),
+        "wall_seconds": float(
+            sum(f["train_seconds"] + f.get("eval_seconds", 0) for f in folds)
+            + first.get("feature_seconds", 0)
+        ),
+        "device": first["device"],
+        "pretrained": first["pretrained"],
+        "framework": first["framework"],
+        "model": first["model"],
+        "loss": first["loss"],
+        "weights": first["weights"],
+        "true": p["true_age"],
+        "pred": p["expected_age"],
+        "fold_maes": {f["fold"]: f["fold_mae"] for f in folds},
+    }
+
+
+def paired(a: dict, b: dict) -> dict | None:
+    """Per-fold MAE difference a − b over the folds both have, with a Wilcoxon p-value."""
+    common = sorted(set(a["fold_maes"]) & set(b["fold_maes"]))
+    if len(common) < 2:
+        return None
+    diff = np.array([a["fold_maes"][f] - b["fold_maes"][f] for f in common])
+    p = math.nan
+    if np.any(diff != 0):
+        p = float(wilcoxon(diff).pvalue)
+    return {
+        "n": len(common),
+        "mean_diff": float(diff.mean()),
+        "std_diff": float(diff.std()),
+        "median_diff": float(np.median(diff)),
+        "p": p,
+        "a": [a["fold_maes"][f] for f in common],
+        "b": [b["fold_maes"][f] for f in common],
+    }
+
+
+def _fmt(v, digits=2):
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def write_report(out: Path) -> Path:
+    out = Path(out)
+    cells = {cid: summarise(folds) for cid, folds in load_results(out).items()}
+    preset = (
+        json.loads((out / "preset.json").read_text()) if (out / "preset.json").is_file() else {}
+    )
+    n_folds_total = len(json.loads((out / "folds.json").read_text())["folds"])
+    fold_hash = next(iter(load_results(out).values()))[0]["fold_hash"]
+    lines = [f"# Benchmark report: {preset.get('name', out.name)}", ""]
+    if preset.get("description"):
+        lines += [preset["description"].strip(), ""]
+    lines += [
+        f"Fold file sha256 `{fold_hash[:16]}…`, {n_folds_total} folds; every cell below "
+        "was run on it. Reference: the paper's FG-NET LOPO MAE "
+        f"**{PAPER_MAE:.2f}** (Pan et al., CVPR 2018, Mean-Variance loss).",
+        "",
+        "| cell | folds | MAE (all images) | fold MAE mean ± std | CS(5) | CS(10) | "
+        "mean pred. std | corr(std, err) | train img/s | infer img/s | wall time | device | "
+        "pretrained |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for cid, s in sorted(cells.items()):
+        done = f"{s['n_folds']}/{n_folds_total}" + (
+            "" if s["n_folds"] == n_folds_total else " (partial)"
+        )
+        lines.append(
+            f"| {cid} | {done} | **{_fmt(s['mae'])}** | {_fmt(s['fold_mae_mean'])} ± "
+            f"{_fmt(s['fold_mae_std'])} | {_fmt(s['cs5'], 3)} | {_fmt(s['cs10'], 3)} | "
+            f"{_fmt(s['mean_std'])} | {_fmt(s['std_err_corr'])} | "
+            f"{_fmt(s['train_images_per_s'], 0)} | {_fmt(s['eval_images_per_s'], 0)} | "
+            f"{s['wall_seconds'] / 60:.1f} min | {s['device']} | {s['pretrained']} |"
+        )
+    decades = sorted(
+        {d for s in cells.values() for d in s["by_decade"]}, key=lambda d: int(d.split("-")[0])
+    )
+    lines += [
+        "",
+        "## MAE by age decade",
+        "",
+        "| cell | " + " | ".join(f"{d} (n)" for d in decades) + " |",
+        "|---|" + "---|" * len(decades),
+    ]
+    for cid, s in sorted(cells.items()):
+        row = [
+            f"{_fmt(s['by_decade'][d][0])} ({s['by_decade'][d][1]})" if d in s["by_decade"] else "–"
+            for d in decades
+        ]
+        lines.append(f"| {cid} | " + " | ".join(row) + " |")
+    pairs = _framework_pairs(cells)
+    lines += ["", "## Frameworks side by side (paired per fold)", ""]
+    if pairs:
+        lines += [
+            "| architecture / loss / weights | folds | MAE torch − keras: mean ± std | "
+            "median | Wilcoxon p |",
+            "|---|---|---|---|---|",
+        ]
+        for label, pr in pairs:
+            lines.append(
+                f"| {label} | {pr['n']} | {pr['mean_diff']:+.3f} ± {pr['std_diff']:.3f} "
+                f"| {pr['median_diff']:+.3f} | {_fmt(pr['p'], 3)} |"
+            )
+    else:
+        lines.append("No architecture ran in both frameworks here.")
+    ablations = _loss_pairs(cells)
+    lines += ["", "## Loss ablation (paired per fold)", ""]
+    if ablations:
+        lines += [
+            "| framework / model / weights | comparison | folds | MAE difference: mean ± std "
+            "| Wilcoxon p |",
+            "|---|---|---|---|---|",
+        ]
+        for label, comp, pr in ablations:
+            lines.append(
+                f"| {label} | {comp} | {pr['n']} | {pr['mean_diff']:+.3f} ± "
+                f"{pr['std_diff']:.3f} | {_fmt(pr['p'], 3)} |"
+            )
+    else:
+        lines.append("No cell ran more than one loss here.")
+    plots = _plots(out, cells, pairs)
+    lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _framework_pairs(cells):
+    out = []
+    for s in (cells[c] for c in sorted(cells)):
+        if s["framework"] != "torch":
+            continue
+        twin = f"keras-{s['model']}-{s['loss']}-{s['weights']}"
+        if twin in cells and (pr := paired(s, cells[twin])):
+            out.append((f"{s['model']} / {s['loss']} / {s['weights']}", pr))
+    return out
+
+
+def _loss_pairs(cells):
+    out = []
+    for s in (cells[c] for c in sorted(cells)):
+        if s["loss"] != "mean_variance":
+            continue
+        for other in ("softmax", "l2"):
+            twin = f"{s['framework']}-{s['model']}-{other}-{s['weights']}"
+            if twin in cells and (pr := paired(s, cells[twin])):
+                out.append(
+                    (
+                        f"{s['framework']} / {s['model']} / {s['weights']}",
+                        f"mean_variance − {other}",
+                        pr,
+                    )
+                )
+    return out
+
+
+def _plots(out: Path, cells: dict, pairs) -> list[Path]:
+    paths = []
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for cid, s in sorted(cells.items()):
+        ts = sorted(s["cs_curve"])
+        ax.plot(ts, [s["cs_curve"][t] for t in ts], marker="o", ms=3, label=cid)
+    ax.set(
+        xlabel="error threshold θ (years)",
+        ylabel="CS(θ): fraction within θ",
+        title="Cumulative score",
+        ylim=(0, 1),
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    paths.append(_save(fig, out / "cs_curves.png"))
+
+    decades = sorted(
+        {d for s in cells.values() for d in s["by_decade"]}, key=lambda d: int(d.split("-")[0])
+    )
+    fig, ax = plt.subplots(figsize=(8, 5))
+    width = 0.8 / max(1, len(cells))
+    for i, (cid, s) in enumerate(sorted(cells.items())):
+        vals = [s["by_decade"].get(d, (np.nan, 0))[0] for d in decades]
+        ax.bar(np.arange(len(decades)) + i * width, vals, width, label=cid)
+    ax.axhline(PAPER_MAE, color="k", ls="--", lw=1, label=f"paper overall MAE {PAPER_MAE}")
+    ax.set_xticks(np.arange(len(decades)) + 0.4 - width / 2, decades)
+    ax.set(xlabel="true age", ylabel="MAE (years)", title="MAE by age decade")
+    ax.legend(fontsize=7)
+    paths.append(_save(fig, out / "mae_by_decade.png"))
+
+    n = len(cells)
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
+    top = max(max(s["true"].max(), s["pred"].max()) for s in cells.values()) + 2
+    for ax, (cid, s) in zip(axes.flat, sorted(cells.items()), strict=False):
+        ax.scatter(s["true"], s["pred"], s=6, alpha=0.4)
+        ax.plot([0, top], [0, top], "k--", lw=1)
+        ax.set(
+            xlim=(0, top),
+            ylim=(0, top),
+            xlabel="true age",
+            ylabel="predicted age",
+            title=f"{cid}\nMAE {s['mae']:.2f}",
+        )
+        ax.title.set_fontsize(8)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    paths.append(_save(fig, out / "scatter.png"))
+
+    if pairs:
+        cols = min(3, len(pairs))
+        rows = -(-len(pairs) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
+        for ax, (label, pr) in zip(axes.flat, pairs, strict=False):
+            top = max(max(pr["a"]), max(pr["b"])) * 1.05 + 0.5
+            ax.scatter(pr["b"], pr["a"], s=10)
+            ax.plot([0, top], [0, top], "k--", lw=1)
+            ax.set(
+                xlim=(0, top),
+                ylim=(0, top),
+                xlabel="Keras fold MAE",
+                ylabel="PyTorch fold MAE",
+                title=f"{label}\nmean diff {pr['mean_diff']:+.3f}",
+            )
+            ax.title.set_fontsize(8)
+        for ax in list(axes.flat)[len(pairs) :]:
+            ax.axis("off")
+        paths.append(_save(fig, out / "paired_folds.png"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m benchmarks.report BENCH_FOLDER", file=sys.stderr)
+        return 2
+    try:
+        print(write_report(Path(argv[0])))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,283 @@
+"""Benchmark runner: a matrix of (framework × model × loss × weights) cells over one fold file.
+
+    python -m benchmarks.run PRESET [--out DIR] [--shard i/n] [--folds N]
+    python -m benchmarks.run merge DEST SRC [SRC ...]
+
+The preset (``configs/bench-*.yaml``) names the data, the protocol, the mode and the cells. The
+fold file is built once (``DIR/folds.json``) and every cell reads it; each (cell, fold) writes
+one JSON result atomically to ``DIR/results/CELL/FOLD.json``. A killed run resumes: finished
+results are kept and skipped, a half-finished one is redone. ``--shard i/n`` takes every n-th
+item, so n processes or machines can share the work; ``merge`` joins their folders, refusing
+results made on other folds or other preprocessing.
+
+Modes: ``finetune`` trains the whole network per fold with the framework's ``fit``; ``frozen``
+computes each framework's backbone features once and trains only the age head per fold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from tqdm import tqdm
+
+from common import results
+from common.config import CONFIG_DIR, Config, DataConfig, ProtocolConfig, from_dict
+from common.prepare import build_folds, load_faces
+from common.splits import load_folds, save_folds
+
+BENCH_KEYS = {"name", "description", "data", "protocol", "mode", "train", "head", "cells", "matrix"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    framework: str  # torch | keras
+    model: str
+    loss: str
+    weights: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.framework}-{self.model}-{self.loss}-{self.weights}"
+
+
+def preset_file(name: str) -> Path:
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    path = CONFIG_DIR / f"bench-{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem.removeprefix("bench-") for p in CONFIG_DIR.glob("bench-*.yaml"))
+        raise FileNotFoundError(f"no benchmark preset {name!r}; known: {known}")
+    return path
+
+
+def load_preset(name: str) -> dict:
+    path = preset_file(name)
+    preset = yaml.safe_load(path.read_text()) or {}
+    unknown = set(preset) - BENCH_KEYS
+    if unknown:
+        raise ValueError(f"{path.name}: unknown keys {sorted(unknown)}")
+    if preset.get("mode", "finetune") not in ("finetune", "frozen"):
+        raise ValueError(f"{path.name}: mode must be finetune or frozen")
+    preset.setdefault("name", path.stem.removeprefix("bench-"))
+    preset.setdefault("mode", "finetune")
+    return preset
+
+
+def expand_cells(preset: dict) -> list[Cell]:
+    cells = [Cell(**c) for c in preset.get("cells", [])]
+    if "matrix" in preset:
+        m = preset["matrix"]
+        keys = ("framework", "model", "loss", "weights")
+        for combo in itertools.product(*(m[k] for k in keys)):
+            cells.append(Cell(*combo))
+    for cell in cells:
+        if cell.framework not in ("torch", "keras"):
+            raise ValueError(f"cell {cell.id}: framework must be torch or keras")
+    if len({c.id for c in cells}) != len(cells):
+        raise ValueError("the preset lists a cell twice")
+    return cells
+
+
+def cell_config(preset: dict, cell: Cell) -> Config:
+    """The training config of one cell: defaults ← preset ← the cell's own choices."""
+    data = {
+        "data": preset.get("data", {}),
+        "protocol": preset.get("protocol", {}),
+        **{k: v for k, v in (preset.get("train") or {}).items()},
+    }
+    data.setdefault("model", {})
+    data["model"] = {**data["model"], "name": cell.model, "weights": cell.weights}
+    data["loss"] = {**data.get("loss", {}), "name": cell.loss}
+    data.setdefault("tensorboard", False)
+    return from_dict(Config, data, where=f"preset {preset['name']} cell {cell.id}")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like i/n, got {text!r}") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {text}: need 0 <= i < n")
+    return i, n
+
+
+def result_path(out: Path, cell: Cell, fold_name: str) -> Path:
+    return out / "results" / cell.id / f"{fold_name}.json"
+
+
+def prepare(preset: dict, out: Path):
+    """Faces, folds and the fold hash; the fold file is written once and then only checked."""
+    data = from_dict(DataConfig, preset.get("data", {}), "data")
+    protocol = from_dict(ProtocolConfig, preset.get("protocol", {}), "protocol")
+    faces = load_faces(data)
+    folds = build_folds(protocol, faces.persons)
+    fold_file = out / "folds.json"
+    if fold_file.is_file():
+        old, digest, meta = load_folds(fold_file)
+        if old != folds or meta.get("preprocess") != faces.key:
+            raise ValueError(
+                f"{out} holds results made on other folds or other preprocessing; "
+                "use a new --out folder"
+            )
+    else:
+        digest = save_folds(
+            folds, fold_file, meta={"preprocess": faces.key, "preset": preset["name"]}
+        )
+        results.atomic_write_json(out / "preset.json", preset)
+    return faces, folds, digest
+
+
+def run(
+    preset_name: str,
+    out: Path,
+    shard: tuple[int, int] = (0, 1),
+    max_folds: int | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """Runs (or resumes) this shard's share of the matrix; returns the result files written."""
+    preset = load_preset(preset_name)
+    cells = expand_cells(preset)
+    out.mkdir(parents=True, exist_ok=True)
+    faces, folds, fold_hash = prepare(preset, out)
+    folds = folds[:max_folds] if max_folds else folds
+    items = [(c, f) for c in cells for f in folds][shard[0] :: shard[1]]
+    done = [it for it in items if result_path(out, it[0], it[1].name).is_file()]
+    todo = [it for it in items if it not in done]
+    written = []
+    bar = tqdm(
+        total=len(items),
+        initial=len(done),
+        desc=f"{preset['name']} cells×folds",
+        unit="fold",
+        disable=not progress,
+    )
+    if preset["mode"] == "frozen":
+        from benchmarks import frozen
+
+        runner = frozen.FrozenRunner(preset, faces, out)
+    for cell, fold in todo:
+        bar.set_postfix_str(f"{cell.id} {fold.name}")
+        if preset["mode"] == "frozen":
+            result = runner.run(cell, cell_config(preset, cell), fold, fold_hash)
+        else:
+            result = _finetune(preset, cell, fold, fold_hash, faces, out, progress)
+        path = result_path(out, cell, fold.name)
+        results.atomic_write_json(path, result)
+        written.append(path)
+        bar.update()
+    bar.close()
+    return written
+
+
+def _fit_function(framework: str):
+    if framework == "torch":
+        from torch_impl.train import fit
+    else:
+        from tf_impl.train import fit
+    return fit
+
+
+def _finetune(preset, cell, fold, fold_hash, faces, out: Path, progress: bool) -> dict:
+    cfg = cell_config(preset, cell)
+    work = out / "work" / cell.id / fold.name
+    if work.exists():  # a half-finished (cell, fold) from a killed run: redo it from scratch
+        shutil.rmtree(work)
+    metrics = _fit_function(cell.framework)(cfg, faces, fold, fold_hash, work, progress=progress)
+    result = pack_result(cell, fold, metrics, results.read_predictions(work / "predictions.csv"))
+    shutil.rmtree(work)
+    return result
+
+
+def pack_result(cell: Cell, fold, metrics: dict, preds: dict) -> dict:
+    """One (cell, fold) result: the run's metrics plus its per-image predictions."""
+    return {
+        "cell": cell.id,
+        "framework": cell.framework,
+        "model": cell.model,
+        "loss": cell.loss,
+        "weights": cell.weights,
+        "fold": fold.name,
+        "fold_mae": metrics.get("test_mae"),
+        **{k: v for k, v in metrics.items() if k not in ("framework", "model", "loss", "fold")},
+        "predictions": {k: v.tolist() for k, v in preds.items()},
+    }
+
+
+def merge(dest: Path, sources: list[Path]) -> int:
+    """Copies results from shard folders into ``dest``, refusing mismatched folds/preprocessing."""
+    dest.mkdir(parents=True, exist_ok=True)
+    copied = 0
+    for src in sources:
+        folds, digest, meta = load_folds(src / "folds.json")
+        if (dest / "folds.json").is_file():
+            _, dest_digest, dest_meta = load_folds(dest / "folds.json")
+            if digest != dest_digest or meta.get("preprocess") != dest_meta.get("preprocess"):
+                raise ValueError(
+                    f"{src}: fold hash or preprocessing differs from {dest}; refusing to merge"
+                )
+        else:
+            shutil.copy(src / "folds.json", dest / "folds.json")
+            if (src / "preset.json").is_file():
+                shutil.copy(src / "preset.json", dest / "preset.json")
+        for path in sorted((src / "results").glob("*/*.json")):
+            data = json.loads(path.read_text())
+            if data.get("fold_hash") != digest:
+                raise ValueError(f"{path}: made on other folds; refusing to merge")
+            target = dest / "results" / path.parent.name / path.name
+            if not target.exists():
+                results.atomic_write_bytes(target, path.read_bytes())
+                copied += 1
+    return copied
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "merge":
+        parser = argparse.ArgumentParser(prog="benchmarks.run merge")
+        parser.add_argument("dest", type=Path)
+        parser.add_argument("sources", type=Path, nargs="+")
+        args = parser.parse_args(argv[1:])
+        try:
+            print(f"merged {merge(args.dest, args.sources)} results into {args.dest}")
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("preset", help="a configs/bench-NAME.yaml name or a YAML path")
+    parser.add_argument("--out", type=Path, help="default: runs/bench-NAME")
+    parser.add_argument("--shard", default="0/1")
+    parser.add_argument("--folds", type=int, help="only the first N folds (smoke runs)")
+    parser.add_argument("--no-report", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        preset = load_preset(args.preset)
+        out = args.out or Path("runs") / f"bench-{preset['name']}"
+        t0 = time.perf_counter()
+        written = run(args.preset, out, parse_shard(args.shard), args.folds)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{len(written)} results written to {out / 'results'} in "
+        f"{(time.perf_counter() - t0) / 60:.1f} min"
+    )
+    if not args.no_report:
+        from benchmarks import report
+
+        print(f"report: {report.write_report(out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

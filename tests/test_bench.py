@@ -1,0 +1,179 @@
+import json
+
+import pytest
+import yaml
+
+pytest.importorskip("torch")
+
+from benchmarks import frozen, report  # noqa: E402
+from benchmarks import run as bench  # noqa: E402
+
+FROZEN = {
+    "name": "tiny",
+    "mode": "frozen",
+    "data": {
+        "dataset": "synthetic",
+        "size": 32,
+        "synthetic_persons": 12,
+        "synthetic_images_per_person": 4,
+    },
+    "protocol": {"kind": "kfold", "k": 3, "val_fraction": 0.2},
+    "head": {"epochs": 4, "batch_size": 32},
+    "matrix": {
+        "framework": ["torch"],
+        "model": ["mobilenet_v2"],
+        "loss": ["mean_variance", "l2"],
+        "weights": ["none"],
+    },
+}
+
+
+def _preset(tmp_path, data=FROZEN, name="tiny.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def _maes(out):
+    return {
+        p.relative_to(out).as_posix(): json.loads(p.read_text())["fold_mae"]
+        for p in sorted((out / "results").glob("*/*.json"))
+    }
+
+
+def test_run_writes_one_result_per_cell_and_fold(tmp_path):
+    written = bench.run(_preset(tmp_path), tmp_path / "out", progress=False)
+    assert len(written) == 2 * 3
+    data = json.loads(written[0].read_text())
+    for key in [
+        "fold_mae",
+        "epochs_run",
+        "best_epoch",
+        "train_seconds",
+        "eval_seconds",
+        "train_images_per_s",
+        "device",
+        "versions",
+        "config",
+        "fold_hash",
+        "preprocess",
+    ]:
+        assert key in data, key
+    assert set(data["predictions"]) == {"file", "person", "true_age", "expected_age", "std"}
+
+
+def test_killed_between_folds_keeps_finished_results(tmp_path, monkeypatch):
+    preset, out = _preset(tmp_path), tmp_path / "out"
+    calls = {"n": 0}
+    original = frozen.FrozenRunner.run
+
+    def dies_on_the_fourth(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(frozen.FrozenRunner, "run", dies_on_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        bench.run(preset, out, progress=False)
+    before = {p: p.stat().st_mtime_ns for p in (out / "results").glob("*/*.json")}
+    assert len(before) == 3
+    calls["n"] = 100
+    written = bench.run(preset, out, progress=False)
+    assert len(written) == 3, "only the unfinished items run again"
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items()), "finished work redone"
+    assert len(list((out / "results").glob("*/*.json"))) == 6
+
+
+def test_killed_mid_fold_is_redone(tmp_path, monkeypatch):
+    from torch_impl import train
+
+    preset = {
+        **FROZEN,
+        "mode": "finetune",
+        "head": None,
+        "train": {"optim": {"epochs": 1, "batch_size": 16}, "max_steps_per_epoch": 1},
+        "matrix": {**FROZEN["matrix"], "loss": ["mean_variance"]},
+    }
+    preset.pop("head")
+    path, out = _preset(tmp_path, preset), tmp_path / "out"
+    original = train.fit
+
+    def dies_mid_fold(cfg, faces, fold, fold_hash, run_dir, progress=True):
+        if fold.name.endswith("-1"):
+            (run_dir / "half-written").parent.mkdir(parents=True, exist_ok=True)
+            (run_dir / "half-written").write_text("x")
+            raise KeyboardInterrupt
+        return original(cfg, faces, fold, fold_hash, run_dir, progress)
+
+    monkeypatch.setattr(train, "fit", dies_mid_fold)
+    with pytest.raises(KeyboardInterrupt):
+        bench.run(path, out, progress=False)
+    assert len(list((out / "results").glob("*/*.json"))) == 1
+    monkeypatch.setattr(train, "fit", original)
+    bench.run(path, out, progress=False)
+    assert len(list((out / "results").glob("*/*.json"))) == 3
+    assert not list((out / "work").rglob("half-written"))
+
+
+def test_shards_merged_equal_an_unsharded_run(tmp_path):
+    preset = _preset(tmp_path)
+    bench.run(preset, tmp_path / "all", progress=False)
+    bench.run(preset, tmp_path / "s0", shard=(0, 2), progress=False)
+    bench.run(preset, tmp_path / "s1", shard=(1, 2), progress=False)
+    assert len(_maes(tmp_path / "s0")) == 3 and len(_maes(tmp_path / "s1")) == 3
+    assert bench.merge(tmp_path / "merged", [tmp_path / "s0", tmp_path / "s1"]) == 6
+    merged, unsharded = _maes(tmp_path / "merged"), _maes(tmp_path / "all")
+    assert merged.keys() == unsharded.keys()
+    assert list(merged.values()) == pytest.approx(list(unsharded.values()), abs=1e-6)
+
+
+def test_mismatched_folds_are_refused(tmp_path):
+    bench.run(_preset(tmp_path), tmp_path / "a", progress=False)
+    other = {**FROZEN, "protocol": {**FROZEN["protocol"], "seed": 7}}
+    other_preset = _preset(tmp_path, other, "other.yaml")
+    with pytest.raises(ValueError, match="other folds"):
+        bench.run(other_preset, tmp_path / "a", progress=False)
+    bench.run(other_preset, tmp_path / "b", progress=False)
+    with pytest.raises(ValueError, match="refusing to merge"):
+        bench.merge(tmp_path / "a", [tmp_path / "b"])
+    # A foreign result dropped into a folder makes the report refuse to compare.
+    foreign = next((tmp_path / "b" / "results").glob("*/*.json"))
+    target = tmp_path / "a" / "results" / "torch-x-y-z" / foreign.name
+    target.parent.mkdir(parents=True)
+    target.write_bytes(foreign.read_bytes())
+    with pytest.raises(ValueError, match="cannot be compared"):
+        report.write_report(tmp_path / "a")
+
+
+def test_report_on_both_frameworks(tmp_path):
+    pytest.importorskip("keras")
+    preset = {
+        **FROZEN,
+        "matrix": {
+            **FROZEN["matrix"],
+            "framework": ["torch", "keras"],
+            "loss": ["mean_variance", "softmax"],
+        },
+    }
+    out = tmp_path / "out"
+    bench.run(_preset(tmp_path, preset), out, progress=False)
+    path = report.write_report(out)
+    text = path.read_text()
+    for cell in ["torch-mobilenet_v2-mean_variance-none", "keras-mobilenet_v2-softmax-none"]:
+        assert cell in text
+    assert "mobilenet_v2 / mean_variance / none" in text  # the side-by-side row
+    assert "mean_variance − softmax" in text  # the loss ablation
+    for png in ["cs_curves.png", "mae_by_decade.png", "scatter.png", "paired_folds.png"]:
+        assert (out / png).stat().st_size > 5000, png
+
+
+def test_presets_parse():
+    for name in ["lopo-frozen", "finetune-quick", "scratch-quick", "paper", "smoke"]:
+        preset = bench.load_preset(name)
+        cells = bench.expand_cells(preset)
+        assert cells, name
+        for cell in cells:
+            bench.cell_config(preset, cell)
+    with pytest.raises(ValueError, match="--shard"):
+        bench.parse_shard("3")
