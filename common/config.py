@@ -93,6 +93,11 @@ def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def comparable(cfg_dict: dict) -> dict:
+    """The settings a resumed run must share with the run it continues."""
+    return {k: v for k, v in cfg_dict.items() if k not in ("resume", "run_dir", "device")}
+
+
 def _coerce(value, tp, where: str):
     """Converts a YAML / command-line value to the field's declared type."""
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:

@@ -26,8 +26,11 @@ def test_common_imports_no_framework():
             "prepare",
             "contact_sheet",
             "env_check",
+            "registry",
+            "results",
+            "runner",
         )
-    ]
+    ] + ["weights"]
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"

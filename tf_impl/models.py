@@ -22,6 +22,7 @@ import keras
 from keras import layers
 
 import weights as weight_registry
+from common.registry import Registry
 from weights import WeightsUnavailableError
 
 BN_EPSILON_TORCH = 1e-5
@@ -65,18 +66,9 @@ class ModelEntry:
     keras_imagenet: bool = True  # keras.applications has ImageNet weights for it
 
 
-REGISTRY: dict[str, ModelEntry] = {}
-
-
-def register(entry: ModelEntry) -> ModelEntry:
-    if entry.name in REGISTRY:
-        raise ValueError(f"model {entry.name!r} is already registered")
-    REGISTRY[entry.name] = entry
-    return entry
-
-
-def list_models() -> list[str]:
-    return sorted(REGISTRY)
+REGISTRY: Registry[ModelEntry] = Registry("model")
+register = REGISTRY.register
+list_models = REGISTRY.names
 
 
 # ------------------------------------------------------------------ ResNet-34 by hand
@@ -215,9 +207,7 @@ def create_model(
         input_size: the network's input side (default: the entry's).
         data_size: the side of the images fed in (default: ``input_size``); resized inside.
     """
-    if name not in REGISTRY:
-        raise ValueError(f"unknown model {name!r}; known: {list_models()}")
-    entry = REGISTRY[name]
+    entry = REGISTRY.lookup(name)
     input_size = input_size or entry.input_size
     data_size = data_size or input_size
     if input_size < entry.min_input:

@@ -23,7 +23,7 @@ import numpy as np
 
 from common import results, runner
 from common.cache import FaceArrays
-from common.config import Config, load_config, save_config, to_dict
+from common.config import Config, comparable, load_config, save_config, to_dict
 from common.losses import decode_outputs, num_outputs
 from common.splits import Fold
 from tf_impl.losses import make_loss
@@ -238,10 +238,6 @@ def _trackers(cfg: Config, run_dir: Path) -> list[keras.callbacks.Callback]:
     return callbacks
 
 
-def _comparable(cfg_dict: dict) -> dict:
-    return {k: v for k, v in cfg_dict.items() if k not in ("resume", "run_dir", "device")}
-
-
 def fit(
     cfg: Config,
     faces: FaceArrays,
@@ -261,7 +257,7 @@ def fit(
     backup = run_dir / "backup"
     if cfg.resume and (run_dir / "config.yaml").is_file():
         old = to_dict(load_config(str(run_dir / "config.yaml")))
-        if _comparable(old) != _comparable(to_dict(cfg)):
+        if comparable(old) != comparable(to_dict(cfg)):
             raise ValueError(
                 f"{run_dir}: its checkpoint was made with another config; "
                 "resume only with the same settings"

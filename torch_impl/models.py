@@ -23,6 +23,7 @@ import torchvision
 from torch import nn
 
 import weights as weight_registry
+from common.registry import Registry
 from weights import WeightsUnavailableError
 
 
@@ -42,18 +43,9 @@ class ModelEntry:
         return weight_registry.ENTRIES[f"torch/{self.name}/imagenet"]
 
 
-REGISTRY: dict[str, ModelEntry] = {}
-
-
-def register(entry: ModelEntry) -> ModelEntry:
-    if entry.name in REGISTRY:
-        raise ValueError(f"model {entry.name!r} is already registered")
-    REGISTRY[entry.name] = entry
-    return entry
-
-
-def list_models() -> list[str]:
-    return sorted(REGISTRY)
+REGISTRY: Registry[ModelEntry] = Registry("model")
+register = REGISTRY.register
+list_models = REGISTRY.names
 
 
 tvm = torchvision.models
@@ -140,9 +132,7 @@ def create_model(
         input_size: the side of the inputs it will get (default: the entry's); checked against
             the architecture's minimum, and drops InceptionV3's auxiliary head when too small.
     """
-    if name not in REGISTRY:
-        raise ValueError(f"unknown model {name!r}; known: {list_models()}")
-    entry = REGISTRY[name]
+    entry = REGISTRY.lookup(name)
     input_size = input_size or entry.input_size
     if input_size < entry.min_input:
         raise ValueError(f"{name} needs inputs of at least {entry.min_input} px, got {input_size}")

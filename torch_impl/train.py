@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from common import results, runner
 from common.cache import FaceArrays
-from common.config import Config, save_config, to_dict
+from common.config import Config, comparable, save_config, to_dict
 from common.losses import decode_outputs, num_outputs
 from common.splits import Fold
 from torch_impl.losses import make_loss
@@ -310,10 +310,6 @@ def save_checkpoint(state: dict, path: Path) -> None:
     results.atomic_write_bytes(path, buf.getvalue())
 
 
-def _comparable(cfg_dict: dict) -> dict:
-    return {k: v for k, v in cfg_dict.items() if k not in ("resume", "run_dir", "device")}
-
-
 def _trackers(cfg: Config, run_dir: Path, rank: int):
     tb = wandb_run = None
     if rank != 0:
@@ -360,7 +356,7 @@ def fit(
     log = results.CsvLog(run_dir / "log.csv", keep=cfg.resume)
     if cfg.resume and (run_dir / CHECKPOINT).is_file():
         state = torch.load(run_dir / CHECKPOINT, map_location=device, weights_only=False)
-        if _comparable(state["config"]) != _comparable(to_dict(cfg)):
+        if comparable(state["config"]) != comparable(to_dict(cfg)):
             raise ValueError(
                 f"{run_dir}: its checkpoint was made with another config; "
                 "resume only with the same settings"

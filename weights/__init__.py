@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.registry import Registry
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -44,14 +46,8 @@ class WeightsEntry:
 _TV = "https://download.pytorch.org/models/"
 _TV_LICENCE = "BSD-3-Clause (torchvision); ImageNet terms apply"
 
-ENTRIES: dict[str, WeightsEntry] = {}
-
-
-def register(entry: WeightsEntry) -> WeightsEntry:
-    if entry.name in ENTRIES:
-        raise ValueError(f"weights entry {entry.name!r} is already registered")
-    ENTRIES[entry.name] = entry
-    return entry
+ENTRIES: Registry[WeightsEntry] = Registry("weights entry")
+register = ENTRIES.register
 
 
 for _arch, _file, _sha, _size in [
