@@ -134,3 +134,18 @@ def test_short_real_fgnet_run(fgnet_dir, tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["dataset"] == "fgnet" and metrics["framework"] == "keras"
     assert metrics["test"]["n"] > 100 and np.isfinite(metrics["test_mae"])
+
+
+def test_augment_is_one_similarity_plus_flip():
+    from tf_impl.augment import FaceAugment
+
+    x = np.zeros((6, 32, 32, 3), "float32")
+    x[:, 10:14, 4:8] = 255
+    still = FaceAugment(scale=0, rotation=0, shift=0, brightness=0, contrast=0, seed=1)
+    out = keras.ops.convert_to_numpy(still(x, training=True))
+    for image in out:  # each image is either unchanged or mirrored exactly
+        assert np.allclose(image, x[0]) or np.allclose(image, x[0][:, ::-1])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(still(x, training=False)), x)
+    moved = keras.ops.convert_to_numpy(FaceAugment(seed=2)(x, training=True))
+    assert moved.shape == x.shape and not np.allclose(moved, x)
+    assert moved.min() >= 0 and moved.max() <= 255

@@ -26,6 +26,7 @@ from common.cache import FaceArrays
 from common.config import Config, comparable, load_config, save_config, to_dict
 from common.losses import decode_outputs, num_outputs
 from common.splits import Fold
+from tf_impl.augment import FaceAugment
 from tf_impl.losses import make_loss
 from tf_impl.models import create_model
 
@@ -68,22 +69,6 @@ class FaceBatches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         self.epoch += 1
         self.order = self._order()
-
-
-def augmenter(seed: int) -> keras.Sequential:
-    """The PyTorch side's batch augmentation in Keras layers: scale, shift, rotation, flip,
-    brightness and contrast; active in training only."""
-    return keras.Sequential(
-        [
-            keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomRotation(10 / 360, fill_mode="constant", seed=seed + 1),
-            keras.layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2),
-            keras.layers.RandomTranslation(0.06, 0.06, fill_mode="constant", seed=seed + 3),
-            keras.layers.RandomBrightness(20 / 255, value_range=(0, 255), seed=seed + 4),
-            keras.layers.RandomContrast(0.2, value_range=(0, 255), seed=seed + 5),
-        ],
-        name="augment",
-    )
 
 
 def make_optimizer(cfg: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -305,7 +290,7 @@ def fit(
                 if isinstance(layer, keras.Model):
                     layer.trainable = False
         inputs = keras.Input(model.input_shape[1:])
-        x = augmenter(cfg.seed)(inputs) if cfg.augment else inputs
+        x = FaceAugment(seed=cfg.seed)(inputs) if cfg.augment else inputs
         trainer = keras.Model(inputs, model(x), name="train")
         trainer.compile(
             optimizer=make_optimizer(cfg, len(train_data)),
