@@ -219,7 +219,8 @@ def keras_head(feats, ages, parts, loss_name, cfg: Config, head: dict):
         weights = [np.zeros_like(weights[0]), np.full_like(weights[1], ages[parts["train"]].mean())]
     model.set_weights(weights)
     for var in model.optimizer.variables:  # a fresh optimiser state for every fold
-        var.assign(np.zeros(var.shape, dtype=var.dtype))
+        if not var.path.endswith("learning_rate"):  # the rate is a variable too: keep it
+            var.assign(np.zeros(var.shape, dtype=var.dtype))
     rng = np.random.default_rng(cfg.seed)
     tr, va = parts["train"], parts["val"]
     best, best_weights, rows = {"val_mae": float("inf"), "epoch": -1}, None, []

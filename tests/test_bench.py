@@ -177,3 +177,25 @@ def test_presets_parse():
             bench.cell_config(preset, cell)
     with pytest.raises(ValueError, match="--shard"):
         bench.parse_shard("3")
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+@pytest.mark.parametrize("loss", ["mean_variance", "l2"])
+def test_frozen_heads_learn_and_reset_between_folds(framework, loss):
+    import numpy as np
+
+    from common.config import Config
+
+    if framework == "keras":
+        pytest.importorskip("keras")
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(300, 16)).astype("float32")
+    ages = np.clip(30 + 2 * feats @ rng.normal(size=16), 0, 90).astype("float32")
+    parts = {"train": np.arange(200), "val": np.arange(200, 250), "test": np.arange(250, 300)}
+    head = {"epochs": 40, "lr": 3e-3, "batch_size": 64, "weight_decay": 1e-4}
+    fit = frozen.torch_head if framework == "torch" else frozen.keras_head
+    first = fit(feats, ages, parts, loss, Config(), head)
+    second = fit(feats, ages, parts, loss, Config(), head)  # a new fold starts afresh
+    baseline = np.abs(ages[parts["val"]] - ages[parts["train"]].mean()).mean()
+    assert first[1]["val_mae"] < 0.6 * baseline, (first[1], baseline)
+    assert second[1]["val_mae"] == pytest.approx(first[1]["val_mae"], rel=1e-5)
