@@ -190,9 +190,9 @@ def test_frozen_heads_learn_and_reset_between_folds(framework, loss):
         pytest.importorskip("keras")
     rng = np.random.default_rng(0)
     feats = rng.normal(size=(300, 16)).astype("float32")
-    ages = np.clip(30 + 2 * feats @ rng.normal(size=16), 0, 90).astype("float32")
+    ages = np.clip(40 + 5 * feats @ rng.normal(size=16), 0, 100).astype("float32")
     parts = {"train": np.arange(200), "val": np.arange(200, 250), "test": np.arange(250, 300)}
-    head = {"epochs": 40, "lr": 3e-3, "batch_size": 64, "weight_decay": 1e-4}
+    head = {"epochs": 100, "lr": 0.03, "batch_size": 64, "weight_decay": 1e-4}
     fit = frozen.torch_head if framework == "torch" else frozen.keras_head
     first = fit(feats, ages, parts, loss, Config(), head)
     second = fit(feats, ages, parts, loss, Config(), head)  # a new fold starts afresh
