@@ -188,7 +188,7 @@ def preset_path(name_or_path: str) -> Path:
         return path
     path = CONFIG_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("bench-"))
         raise FileNotFoundError(f"no preset {name_or_path!r} in {CONFIG_DIR}; known: {known}")
     return path
 
