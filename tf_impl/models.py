@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,7 +169,7 @@ def _mobilenet_v2(input_size: int) -> keras.Model:
 
 
 def _load_imagenet(entry: ModelEntry, backbone_builder, input_size: int):
-    """(backbone, pretrained) for weights=imagenet; raises WeightsUnavailableError offline."""
+    """The ImageNet backbone; raises WeightsUnavailableError when it cannot be had."""
     if entry.name == "mobilenet_v2":
         from tf_impl.convert import load_torchvision_mobilenet_v2
 
@@ -216,20 +215,13 @@ def create_model(
         if not Path(weights).is_file():
             raise FileNotFoundError(f"weights file {weights} not found")
         return keras.saving.load_model(weights)
-    pretrained = False
-    backbone = None
-    if weights in ("imagenet", "auto"):
-        try:
-            backbone = _load_imagenet(entry, entry.build, input_size)
-            pretrained = True
-        except WeightsUnavailableError as exc:
-            if weights == "imagenet":
-                raise
-            warnings.warn(
-                f"{exc}\n>>> TRAINING {name} FROM SCRATCH (pretrained: false) <<<", stacklevel=2
-            )
-    if backbone is None:
-        backbone = entry.build(input_size, None)
+    loaded = {}
+    pretrained = weight_registry.load_pretrained(
+        weights,
+        name,
+        lambda: loaded.setdefault("backbone", _load_imagenet(entry, entry.build, input_size)),
+    )
+    backbone = loaded["backbone"] if "backbone" in loaded else entry.build(input_size, None)
     inputs = keras.Input((data_size, data_size, 3), name="image")
     x = inputs
     if data_size != input_size:

@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import urllib.error
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,17 +136,9 @@ def create_model(
     if input_size < entry.min_input:
         raise ValueError(f"{name} needs inputs of at least {entry.min_input} px, got {input_size}")
     net = entry.build()
-    pretrained = False
-    if weights in ("imagenet", "auto"):
-        try:
-            net.load_state_dict(imagenet_state_dict(entry))
-            pretrained = True
-        except WeightsUnavailableError as exc:
-            if weights == "imagenet":
-                raise
-            warnings.warn(
-                f"{exc}\n>>> TRAINING {name} FROM SCRATCH (pretrained: false) <<<", stacklevel=2
-            )
+    pretrained = weight_registry.load_pretrained(
+        weights, name, lambda: net.load_state_dict(imagenet_state_dict(entry))
+    )
     setattr(net, entry.head_attr, nn.Identity())
     if getattr(net, "AuxLogits", None) is not None and input_size < INCEPTION_AUX_MIN_INPUT:
         net.aux_logits, net.AuxLogits = False, None

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,3 +123,23 @@ def offline_message(entry: WeightsEntry, reason: str) -> str:
         f"elsewhere and put {entry.filename} in {where} (or set AGEZOO_WEIGHTS_DIR to its "
         "folder), or train from scratch with weights=none."
     )
+
+
+def load_pretrained(weights: str, arch: str, load: Callable[[], object]) -> bool:
+    """The weights policy both frameworks share; returns whether ImageNet weights were loaded.
+
+    ``imagenet`` must load (WeightsUnavailableError otherwise); ``auto`` falls back to training
+    from scratch after a prominent warning; anything else loads nothing here.
+    """
+    if weights not in ("imagenet", "auto"):
+        return False
+    try:
+        load()
+        return True
+    except WeightsUnavailableError as exc:
+        if weights == "imagenet":
+            raise
+        warnings.warn(
+            f"{exc}\n>>> TRAINING {arch} FROM SCRATCH (pretrained: false) <<<", stacklevel=3
+        )
+        return False
