@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
 import os
 import shutil
 import tempfile
 import time
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -24,10 +24,17 @@ import numpy as np
 from tqdm import tqdm
 
 from common.datasets import DataWarning, Record, default_cache_dir
-from common.faces import AlignSpec, align_face, eyes_from_landmarks, load_rgb, transform_points
+from common.faces import (
+    AlignSpec,
+    align_face,
+    eyes_from_landmarks,
+    load_rgb,
+    resolve_detector,
+    transform_points,
+)
 
 # Bump when the alignment code changes in a way that alters the pixels.
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2
 
 
 @dataclass
@@ -89,17 +96,6 @@ def _align_one(job: tuple[int, Record, AlignSpec]):
     return index, face.image, face.method, "", residual
 
 
-def _worker_init() -> None:
-    cv2.setNumThreads(1)
-
-
-def _pool_context() -> mp.context.BaseContext:
-    # Not fork: a process that has already run OpenCV (or a framework) holds thread-pool locks
-    # that a forked child inherits locked, and the workers then hang. forkserver forks from a
-    # fresh, single-threaded server process instead.
-    return mp.get_context("forkserver")
-
-
 def preprocess(
     records: list[Record], spec: AlignSpec, workers: int | None = None, progress: bool = True
 ) -> tuple[FaceArrays, dict]:
@@ -113,15 +109,12 @@ def preprocess(
     workers = workers or os.cpu_count() or 1
     jobs = [(i, rec, spec) for i, rec in enumerate(records)]
     bar = tqdm(total=n, desc=f"aligning {spec.size}px", unit="img", disable=not progress)
-    if workers > 1 and n > 16:
-        with _pool_context().Pool(workers, initializer=_worker_init) as pool:
-            results = pool.imap_unordered(_align_one, jobs, chunksize=8)
-            for result in results:
-                _collect(result, records, images, ok, methods, residuals, skipped)
-                bar.update()
-    else:
-        for job in jobs:
-            _collect(_align_one(job), records, images, ok, methods, residuals, skipped)
+    # Threads, not processes: Pillow and OpenCV release the GIL while they decode, detect and
+    # warp, and a thread pool cannot hang the way forkserver / spawn workers do when the caller
+    # is a notebook, `python -` or a script without a main guard (they re-import __main__).
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for result in pool.map(_align_one, jobs):
+            _collect(result, records, images, ok, methods, residuals, skipped)
             bar.update()
     bar.close()
     keep = np.flatnonzero(ok)
@@ -163,6 +156,9 @@ def cached_faces(
     """Returns the aligned arrays for ``records``, building and caching them if needed."""
     if not records:
         raise ValueError(f"{tag}: no images to preprocess")
+    if any(rec.landmarks is None for rec in records):
+        # The key names the detector that really runs (Haar when MTCNN cannot be imported).
+        spec = replace(spec, detector=resolve_detector(spec.detector))
     key = cache_key(records, spec, tag)
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     entry = root / "arrays" / f"{tag}-{spec.size}px-{key[:16]}"

@@ -1,3 +1,7 @@
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -24,7 +28,7 @@ def records(tmp_path):
 
 
 def test_build_skip_corrupt_and_reuse(records, tmp_path, monkeypatch):
-    spec = AlignSpec(size=32)
+    spec = AlignSpec(size=32, detector="haar")
     with pytest.warns(DataWarning, match="corrupt.jpg: cannot decode"):
         arrays = cached_faces(
             records, spec, "toy", cache_dir=tmp_path / "c", workers=2, progress=False
@@ -45,10 +49,10 @@ def test_build_skip_corrupt_and_reuse(records, tmp_path, monkeypatch):
 
 
 def test_any_change_changes_the_key(records):
-    spec = AlignSpec(size=32)
+    spec = AlignSpec(size=32, detector="haar")
     base = cache.cache_key(records, spec, "toy")
-    assert cache.cache_key(records, AlignSpec(size=32, margin=0.3), "toy") != base
-    assert cache.cache_key(records, AlignSpec(size=48), "toy") != base
+    assert cache.cache_key(records, AlignSpec(size=32, margin=0.3, detector="haar"), "toy") != base
+    assert cache.cache_key(records, AlignSpec(size=48, detector="haar"), "toy") != base
     relabelled = [Record(r.path, r.person, r.age + 1) for r in records]
     assert cache.cache_key(relabelled, spec, "toy") != base
     with open(records[0].path, "ab") as fh:
@@ -63,9 +67,44 @@ def test_killed_build_leaves_no_entry(records, tmp_path, monkeypatch):
     monkeypatch.setattr(cache.np, "save", killed)
     with pytest.raises(KeyboardInterrupt), pytest.warns(DataWarning):
         cached_faces(
-            records, AlignSpec(size=16), "toy", cache_dir=tmp_path / "c", workers=1, progress=False
+            records, AlignSpec(size=16, detector="haar"), "toy", cache_dir=tmp_path / "c", workers=1, progress=False
         )
     assert list((tmp_path / "c" / "arrays").iterdir()) == []
+
+
+def test_detector_is_part_of_the_key(records):
+    haar = cache.cache_key(records, AlignSpec(size=32, detector="haar"), "toy")
+    assert cache.cache_key(records, AlignSpec(size=32, detector="mtcnn"), "toy") != haar
+
+
+@pytest.mark.parametrize("how", ["stdin", "unguarded script"])
+def test_cached_faces_from_unguarded_callers_finishes(records, tmp_path, how):
+    """Worker pools that re-import __main__ hang from `python -` and unguarded scripts."""
+    code = textwrap.dedent(
+        f"""
+        import warnings
+        from pathlib import Path
+        from common.cache import cached_faces
+        from common.datasets import Record
+        from common.faces import AlignSpec
+        warnings.simplefilter("ignore")
+        paths = sorted(Path({str(records[0].path.parent)!r}).glob("0*.jpg"))
+        recs = [Record(p, p.stem[:3], 20.0) for p in paths]
+        arrays = cached_faces(recs, AlignSpec(size=24, detector="haar"), "piped",
+                              cache_dir={str(tmp_path / "c")!r}, workers=2, progress=False)
+        print("built", len(arrays))
+        """
+    )
+    if how == "stdin":
+        cmd, stdin = [sys.executable, "-"], code
+    else:
+        script = tmp_path / "quick.py"
+        script.write_text(code)
+        cmd, stdin = [sys.executable, str(script)], None
+    result = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "built 20" in result.stdout
+    assert "Traceback" not in result.stderr
 
 
 def test_empty_records_error():
