@@ -156,11 +156,19 @@ def num_outputs(loss_name: str, num_classes: int = DEFAULT_NUM_CLASSES) -> int:
     return 1 if loss_name == "l2" else num_classes
 
 
-def decode_outputs(outputs: np.ndarray, loss_name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted age, standard deviation) from raw network outputs; L2 has no std (NaN)."""
+def decode_outputs(
+    outputs: np.ndarray, loss_name: str, temperature: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted age, standard deviation) from raw network outputs; L2 has no std (NaN).
+
+    The age is always the expectation of the model's own distribution; a calibration
+    ``temperature`` (``common.calibration``) only widens or narrows the reported spread.
+    """
     outputs = np.asarray(outputs, dtype=np.float64)
     if loss_name == "l2":
         pred = outputs.reshape(len(outputs), -1)[:, 0]
         return pred, np.full(len(pred), np.nan)
     num_outputs(loss_name)
-    return decode(outputs)
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    return expected_age(outputs), age_std(outputs / temperature)
