@@ -8,7 +8,7 @@ PRESET  ?= default
 DATASET ?= fgnet
 MODEL   ?=
 
-.PHONY: setup data test lint format train-tf train-torch bench bench-preprocess clean-venv
+.PHONY: setup data test lint format train-tf train-torch predict export bench bench-preprocess clean-venv
 
 setup: $(STAMP)
 
@@ -19,7 +19,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e '.[torch,tf,dev]'
+	$(PY) -m pip install --quiet -e '.[torch,tf,onnx,dev]'
 	$(PY) -m pip uninstall --quiet --yes triton 2>/dev/null || true
 	$(PY) -m common.env_check
 	touch $(STAMP)
@@ -44,6 +44,14 @@ train-tf: setup
 
 train-torch: setup
 	$(PY) -m torch_impl.train $(PRESET) model.name=$(or $(MODEL),resnet50) data.dataset=$(DATASET) $(ARGS)
+
+# make predict IMG="photo.jpg folder/" MODEL=runs/... [ARGS="--json --annotate out/"]
+predict: setup
+	$(VENV)/bin/agezoo predict $(IMG) $(if $(MODEL),--model $(MODEL)) $(ARGS)
+
+# make export RUN=runs/torch-... (ONNX) or RUN=runs/keras-... (.keras + SavedModel)
+export: setup
+	$(VENV)/bin/agezoo export $(RUN) $(ARGS)
 
 # make bench PRESET=lopo-frozen (configs/bench-*.yaml); ARGS="--shard 0/2" etc.
 bench: setup

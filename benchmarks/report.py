@@ -308,12 +308,16 @@ def _save(fig, path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m benchmarks.report BENCH_FOLDER", file=sys.stderr)
-        return 2
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.report",
+        description="Tables and plots (report.md, PNGs) from a benchmark folder's results.",
+    )
+    parser.add_argument("folder", type=Path, help="a benchmark folder, e.g. runs/bench-NAME")
+    args = parser.parse_args(argv)
     try:
-        print(write_report(Path(argv[0])))
+        print(write_report(args.folder))
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

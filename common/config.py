@@ -25,6 +25,7 @@ class DataConfig:
     root: str | None = None  # folder or CSV file; FG-NET is found through AGEZOO_FGNET_DIR
     size: int = 224  # aligned crop side in pixels
     margin: float = 0.2
+    detector: str = "mtcnn"  # images without landmarks: mtcnn (then Haar) | haar
     num_classes: int = 101  # ages 0 .. num_classes - 1
     synthetic_persons: int = 40
     synthetic_images_per_person: int = 8
@@ -188,9 +189,14 @@ def preset_path(name_or_path: str) -> Path:
         return path
     path = CONFIG_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("bench-"))
+        known = training_presets()
         raise FileNotFoundError(f"no preset {name_or_path!r} in {CONFIG_DIR}; known: {known}")
     return path
+
+
+def training_presets() -> list[str]:
+    """The training presets in ``configs/`` (the ``bench-*`` files are benchmark presets)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("bench-"))
 
 
 def load_config(name_or_path: str | None = None, overrides: list[str] = ()) -> Config:

@@ -9,7 +9,13 @@ import importlib.util
 import sys
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="python -m common.env_check",
+        description="Checks that the environment can import both frameworks in one process.",
+    ).parse_args(argv)
     problems = []
     if importlib.util.find_spec("triton") is not None:
         problems.append(

@@ -1,13 +1,18 @@
-"""Face loading and alignment: landmarks when a data set has them, OpenCV Haar cascades if not.
+"""Face loading, detection and alignment, the same for training and for predict.
 
-Every face comes out as a square uint8 RGB crop with the eyes at fixed positions. When no face
-is found the image is centre-cropped and the fallback is counted, never raised.
+Eyes come from a data set's landmarks when it has them, else from a detector: MTCNN's five
+points (the ``mtcnn`` package, on TensorFlow), else OpenCV's Haar face and eye cascades, else
+the Haar face box. Every face comes out as a square uint8 RGB crop with the eyes at fixed
+positions. When no face is found the image is centre-cropped and the fallback is counted, never
+raised (predict reports it instead).
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import threading
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -23,11 +28,17 @@ FGNET_RIGHT_EYE = (32, 33, 34, 35)
 
 # Where the eyes sit relative to an OpenCV frontal-face box (fractions of its width / height),
 # and the face box a centred fallback assumes. Measured on FG-NET against its landmarks
-# (benchmarks/haar_eye_geometry.py).
+# (benchmarks/eye_geometry.py).
 HAAR_EYE_X = (0.30, 0.70)
 HAAR_EYE_Y = 0.39
 
-METHODS = ("landmarks", "haar_eyes", "haar_face", "center")
+METHODS = ("landmarks", "mtcnn", "haar_eyes", "haar_face", "center")
+DETECTORS = ("mtcnn", "haar")
+
+# MTCNN detections below this confidence, or with eyes closer than this many pixels, are not
+# trusted (the Haar path gets its turn).
+MTCNN_MIN_CONFIDENCE = 0.9
+MIN_EYE_DISTANCE_PX = 4.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,11 @@ class AlignSpec:
 
     size: int = 224
     margin: float = 0.2
+    detector: str = "mtcnn"  # for images without landmarks: mtcnn (Haar after it) or haar
+
+    def __post_init__(self):
+        if self.detector not in DETECTORS:
+            raise ValueError(f"unknown detector {self.detector!r}; known: {list(DETECTORS)}")
 
     def eye_targets(self) -> np.ndarray:
         """(2, 2) target pixel positions of the image-left and image-right eye."""
@@ -54,6 +70,21 @@ class AlignedFace:
     method: str  # one of METHODS
     matrix: np.ndarray  # (2, 3) affine map from source pixels to output pixels
     eyes: np.ndarray  # (2, 2) source eye positions that were used
+    box: tuple[int, int, int, int] | None = None  # detected face (x, y, w, h), if any
+
+
+@dataclass
+class Detection:
+    """One face found in a photo: its box, its two eye centres when known, and how."""
+
+    box: tuple[int, int, int, int]  # x, y, w, h in source pixels
+    eyes: np.ndarray | None = field(default=None, repr=False)  # (2, 2) image-left, image-right
+    score: float = 1.0
+    method: str = "haar_face"  # mtcnn | haar_eyes | haar_face
+
+    @property
+    def area(self) -> int:
+        return self.box[2] * self.box[3]
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
@@ -128,15 +159,19 @@ def _cascade(name: str) -> cv2.CascadeClassifier:
     return clf
 
 
-def detect_face(gray: np.ndarray) -> tuple[int, int, int, int] | None:
-    """The largest frontal face as (x, y, w, h), or ``None``."""
+def detect_faces_haar(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Every frontal face Haar finds in an equalised grey image, as (x, y, w, h)."""
     min_side = max(24, min(gray.shape[:2]) // 8)
     faces = _cascade("haarcascade_frontalface_default.xml").detectMultiScale(
         gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side)
     )
-    if len(faces) == 0:
-        return None
-    return tuple(int(v) for v in max(faces, key=lambda f: f[2] * f[3]))
+    return [tuple(int(v) for v in f) for f in faces]
+
+
+def detect_face(gray: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The largest frontal face as (x, y, w, h), or ``None``."""
+    faces = detect_faces_haar(gray)
+    return max(faces, key=lambda f: f[2] * f[3]) if faces else None
 
 
 def detect_eyes(gray: np.ndarray, face: tuple[int, int, int, int]) -> np.ndarray | None:
@@ -167,28 +202,122 @@ def eyes_from_box(x: float, y: float, w: float, h: float) -> np.ndarray:
     )
 
 
+def mtcnn_available() -> bool:
+    """Whether the ``mtcnn`` package (and TensorFlow under it) can be imported."""
+    try:
+        _mtcnn_class()
+    except ImportError:
+        return False
+    return True
+
+
+@functools.cache
+def _mtcnn_class():
+    from mtcnn import MTCNN  # imports TensorFlow: only when a photo without landmarks comes
+
+    return MTCNN
+
+
+_local = threading.local()  # one MTCNN per thread: the cache builds faces on a thread pool
+
+
+def _mtcnn():
+    if getattr(_local, "mtcnn", None) is None:
+        _local.mtcnn = _mtcnn_class()(device="CPU:0")
+    return _local.mtcnn
+
+
+def resolve_detector(name: str) -> str:
+    """``name``, or ``haar`` with a warning when MTCNN is asked for but cannot be imported."""
+    if name not in DETECTORS:
+        raise ValueError(f"unknown detector {name!r}; known: {list(DETECTORS)}")
+    if name == "mtcnn" and not mtcnn_available():
+        _warn_no_mtcnn()
+        return "haar"
+    return name
+
+
+@functools.cache
+def _warn_no_mtcnn() -> None:
+    warnings.warn(
+        "the mtcnn package (and TensorFlow) is not installed: faces without landmarks are "
+        "found with OpenCV's Haar cascades, which miss more faces (pip install mtcnn==1.0.0)",
+        stacklevel=3,
+    )
+
+
+def _detect_mtcnn(image: np.ndarray) -> list[Detection]:
+    found = []
+    for face in _mtcnn().detect_faces(image):
+        if face["confidence"] < MTCNN_MIN_CONFIDENCE:
+            continue
+        kp = face["keypoints"]
+        eyes = np.array(sorted([kp["left_eye"], kp["right_eye"]]), dtype=np.float64)
+        x, y, w, h = (int(v) for v in face["box"])
+        x, y = max(x, 0), max(y, 0)
+        if np.linalg.norm(eyes[1] - eyes[0]) < MIN_EYE_DISTANCE_PX:
+            continue
+        found.append(Detection((x, y, w, h), eyes, float(face["confidence"]), "mtcnn"))
+    return found
+
+
+def _detect_haar(image: np.ndarray, every: bool) -> list[Detection]:
+    gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+    boxes = detect_faces_haar(gray) if every else [detect_face(gray)]
+    found = []
+    for box in boxes:
+        if box is None:
+            continue
+        eyes = detect_eyes(gray, box)
+        found.append(Detection(box, eyes, 1.0, "haar_face" if eyes is None else "haar_eyes"))
+    return found
+
+
+def detect(image: np.ndarray, detector: str = "mtcnn", every: bool = False) -> list[Detection]:
+    """Faces in an RGB image, largest first: MTCNN's, else Haar's; ``[]`` when none is found.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        detector: ``mtcnn`` (Haar when MTCNN finds nothing or is not installed) or ``haar``.
+        every: all faces rather than only the largest.
+    """
+    found = []
+    if resolve_detector(detector) == "mtcnn":
+        found = _detect_mtcnn(image)
+    if not found:
+        found = _detect_haar(image, every)
+    found.sort(key=lambda d: d.area, reverse=True)
+    return found if every else found[:1]
+
+
+def align_detection(image: np.ndarray, spec: AlignSpec, found: Detection) -> AlignedFace:
+    """The aligned crop of one detected face (from its eyes, else from its box)."""
+    eyes = found.eyes if found.eyes is not None else eyes_from_box(*found.box)
+    matrix = similarity_from_eyes(eyes, spec.eye_targets())
+    return AlignedFace(warp(image, matrix, spec.size), found.method, matrix, eyes, found.box)
+
+
 def align_face(
     image: np.ndarray, spec: AlignSpec, landmarks: np.ndarray | None = None
 ) -> AlignedFace:
-    """Aligns one RGB image: landmarks → Haar eyes → Haar face box → centred crop."""
+    """Aligns one RGB image: landmarks → the detector's largest face → centred crop."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
-    eyes, method = None, "center"
     if landmarks is not None:
-        eyes, method = eyes_from_landmarks(landmarks), "landmarks"
-    else:
-        gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
-        face = detect_face(gray)
-        if face is not None:
-            eyes, method = detect_eyes(gray, face), "haar_eyes"
-            if eyes is None:
-                eyes, method = eyes_from_box(*face), "haar_face"
-    if eyes is None:
-        h, w = image.shape[:2]
-        side = min(h, w)
-        eyes = eyes_from_box((w - side) / 2, (h - side) / 2, side, side)
+        eyes = eyes_from_landmarks(landmarks)
+        matrix = similarity_from_eyes(eyes, spec.eye_targets())
+        return AlignedFace(warp(image, matrix, spec.size), "landmarks", matrix, eyes)
+    found = detect(image, spec.detector)
+    return align_detection(image, spec, found[0]) if found else align_center(image, spec)
+
+
+def align_center(image: np.ndarray, spec: AlignSpec) -> AlignedFace:
+    """The centred square crop, treated as a tight face box (the last fallback)."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    eyes = eyes_from_box((w - side) / 2, (h - side) / 2, side, side)
     matrix = similarity_from_eyes(eyes, spec.eye_targets())
-    return AlignedFace(warp(image, matrix, spec.size), method, matrix, eyes)
+    return AlignedFace(warp(image, matrix, spec.size), "center", matrix, eyes)
 
 
 def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -41,7 +41,7 @@ def load_faces(data: DataConfig, progress: bool = True) -> FaceArrays:
     if data.dataset == "synthetic":
         return make_synthetic(data.synthetic_persons, data.synthetic_images_per_person, data.size)
     records = load_records(data)
-    spec = AlignSpec(size=data.size, margin=data.margin)
+    spec = AlignSpec(size=data.size, margin=data.margin, detector=data.detector)
     return cached_faces(records, spec, tag=data.dataset, progress=progress)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from common import metrics
+from common.calibration import calibration_report
 
 SCHEMA_VERSION = 1
 
@@ -73,6 +74,18 @@ def prediction_metrics(pred: np.ndarray, true: np.ndarray, std: np.ndarray) -> d
         out["mean_std"] = float(std.mean())
         out["std_error_corr"] = float(np.corrcoef(std, err)[0, 1]) if len(err) > 2 else math.nan
     return out
+
+
+def calibrate_run(
+    loss_name: str, val_outputs, val_ages, test_outputs=None, test_ages=None
+) -> dict | None:
+    """The calibration temperature fitted on validation people, with coverage before / after.
+
+    ``None`` for the L2 loss, which predicts no distribution.
+    """
+    if loss_name == "l2" or len(val_outputs) == 0:
+        return None
+    return calibration_report(val_outputs, val_ages, test_outputs, test_ages)
 
 
 def write_predictions(path: str | Path, names, persons, true, pred, std) -> Path:

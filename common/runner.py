@@ -17,9 +17,34 @@ class UsageError(Exception):
     """A bad command line or config; printed without a traceback."""
 
 
+TRAIN_USAGE = """usage: python -m {module} [PRESET|CONFIG.yaml] [key=value ...]
+
+Trains one fold of the configured protocol and writes a run folder (config, folds, log,
+checkpoint, predictions, metrics, calibration).
+
+  PRESET      a file in configs/: {presets}
+  key=value   overrides, e.g. model.name=resnet34 data.size=112 optim.lr=3e-4
+              loss.name=mean_variance|softmax|l2 model.weights=auto|imagenet|none|PATH
+              data.dataset=fgnet|utkface|aaf|csv|synthetic data.detector=mtcnn|haar
+              resume=true run_dir=runs/...  (continue an interrupted run)
+"""
+
+
+class HelpRequested(Exception):
+    """``--help`` on a training command line; the caller prints the usage and exits 0."""
+
+
+def train_usage(module: str) -> str:
+    from common.config import training_presets
+
+    return TRAIN_USAGE.format(module=module, presets=", ".join(training_presets()))
+
+
 def parse_cli(argv: list[str]) -> Config:
     """``[PRESET|FILE.yaml] [key=value ...]`` → config."""
     argv = list(argv)
+    if any(a in ("-h", "--help") for a in argv):
+        raise HelpRequested
     preset = argv.pop(0) if argv and "=" not in argv[0] else None
     try:
         return load_config(preset, argv)

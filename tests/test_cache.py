@@ -67,7 +67,12 @@ def test_killed_build_leaves_no_entry(records, tmp_path, monkeypatch):
     monkeypatch.setattr(cache.np, "save", killed)
     with pytest.raises(KeyboardInterrupt), pytest.warns(DataWarning):
         cached_faces(
-            records, AlignSpec(size=16, detector="haar"), "toy", cache_dir=tmp_path / "c", workers=1, progress=False
+            records,
+            AlignSpec(size=16, detector="haar"),
+            "toy",
+            cache_dir=tmp_path / "c",
+            workers=1,
+            progress=False,
         )
     assert list((tmp_path / "c" / "arrays").iterdir()) == []
 

@@ -1,6 +1,6 @@
 import pytest
 
-from common.config import CONFIG_DIR, Config, apply_overrides, load_config, save_config
+from common.config import Config, apply_overrides, load_config, save_config, training_presets
 
 
 def test_overrides_and_roundtrip(tmp_path):
@@ -14,9 +14,7 @@ def test_overrides_and_roundtrip(tmp_path):
     assert load_config(str(tmp_path / "c.yaml")) == cfg
 
 
-@pytest.mark.parametrize(
-    "preset", sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("bench-"))
-)
+@pytest.mark.parametrize("preset", training_presets())
 def test_every_preset_loads_and_roundtrips(preset, tmp_path):
     cfg = load_config(preset)
     save_config(cfg, tmp_path / "c.yaml")

@@ -32,6 +32,7 @@ from tf_impl.models import create_model
 
 MODEL_FILE = "model.keras"
 BEST_WEIGHTS = "best.weights.h5"
+CALIBRATION = "calibration.json"
 
 
 class FaceBatches(keras.utils.PyDataset):
@@ -111,12 +112,18 @@ def age_mae_metric(loss_name: str):
     return mae
 
 
+def outputs(model: keras.Model, faces: FaceArrays, idx: np.ndarray, batch_size: int = 128):
+    """Raw network outputs (logits) for the given image indices."""
+    if len(idx) == 0:
+        return np.zeros((0, model.output_shape[-1]), np.float32)
+    return model.predict(FaceBatches(faces.images, faces.ages, idx, batch_size), verbose=0)
+
+
 def predict(
     model: keras.Model, faces: FaceArrays, idx: np.ndarray, loss_name: str, batch_size: int = 128
 ) -> tuple[np.ndarray, np.ndarray]:
     """(expected age, std) for the given image indices, decoded by common/."""
-    outputs = model.predict(FaceBatches(faces.images, faces.ages, idx, batch_size), verbose=0)
-    return decode_outputs(outputs, loss_name)
+    return decode_outputs(outputs(model, faces, idx, batch_size), loss_name)
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -323,8 +330,20 @@ def fit(
     model.save(tmp)
     tmp.replace(run_dir / MODEL_FILE)
     t_eval = time.perf_counter()
-    pred, std = predict(model, faces, test_idx, cfg.loss.name) if len(test_idx) else (None, None)
+    test_out = outputs(model, faces, test_idx)
     eval_seconds = time.perf_counter() - t_eval
+    calibration = results.calibrate_run(
+        cfg.loss.name,
+        outputs(model, faces, val_idx),
+        faces.ages[val_idx],
+        test_out,
+        faces.ages[test_idx],
+    )
+    results.atomic_write_json(run_dir / CALIBRATION, calibration)  # predict applies it
+    temperature = calibration["temperature"] if calibration else 1.0
+    pred, std = (
+        decode_outputs(test_out, cfg.loss.name, temperature) if len(test_idx) else (None, None)
+    )
     versions = {"keras": keras.__version__, "backend": keras.config.backend()}
     if keras.config.backend() == "tensorflow":
         import tensorflow as tf
@@ -344,12 +363,16 @@ def fit(
         best=recorder.best,
         train_seconds=train_seconds,
     )
+    metrics["calibration"] = calibration
     return results.finish_run(run_dir, metrics, faces, test_idx, pred, std, eval_seconds)
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         plan = runner.plan_run(runner.parse_cli(sys.argv[1:] if argv is None else argv), "keras")
+    except runner.HelpRequested:
+        print(runner.train_usage("tf_impl.train"))
+        return 0
     except runner.UsageError as exc:
         return runner.fail(str(exc))
     fold_hash = runner.write_folds(plan)

@@ -260,15 +260,19 @@ class Trainer:
         }
 
     @torch.no_grad()
-    def predict(self, idx: np.ndarray, batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
-        """(expected age, std) for the given image indices, in eval mode, no augmentation."""
+    def outputs(self, idx: np.ndarray, batch_size: int = 128) -> np.ndarray:
+        """Raw network outputs (logits) for the given image indices, eval mode, no augmentation."""
         self.model.eval()
-        outs = []
+        outs = [np.zeros((0, self.model.head.out_features), np.float32)]
         for start in range(0, len(idx), batch_size):
             part = torch.from_numpy(idx[start : start + batch_size]).to(self.device)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 outs.append(self.model(self._inputs(part, False)).float().cpu().numpy())
-        return decode_outputs(np.concatenate(outs), self.loss_name)
+        return np.concatenate(outs)
+
+    def predict(self, idx: np.ndarray, batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+        """(expected age, std) for the given image indices."""
+        return decode_outputs(self.outputs(idx, batch_size), self.loss_name)
 
     def evaluate(self, idx: np.ndarray) -> float:
         pred, _ = self.predict(idx)
@@ -412,14 +416,26 @@ def fit(
     train_seconds = time.perf_counter() - t_train
     if world > 1:
         dist.barrier()
+    best_state = None
     if (run_dir / BEST).is_file():
-        trainer.model.load_state_dict(
-            torch.load(run_dir / BEST, map_location=device, weights_only=False)["model"]
-        )
+        best_state = torch.load(run_dir / BEST, map_location=device, weights_only=False)
+        trainer.model.load_state_dict(best_state["model"])
     t_eval = time.perf_counter()
     idx = trainer.test_idx
-    pred, std = trainer.predict(idx) if len(idx) else (None, None)
+    test_out = trainer.outputs(idx)
     eval_seconds = time.perf_counter() - t_eval
+    calibration = results.calibrate_run(
+        cfg.loss.name,
+        trainer.outputs(trainer.val_idx),
+        faces.ages[trainer.val_idx],
+        test_out,
+        faces.ages[idx],
+    )
+    temperature = calibration["temperature"] if calibration else 1.0
+    pred, std = decode_outputs(test_out, cfg.loss.name, temperature) if len(idx) else (None, None)
+    if rank == 0 and best_state is not None:
+        best_state["calibration"] = calibration  # predict applies it
+        save_checkpoint(best_state, run_dir / BEST)
     metrics = results.run_metrics(
         framework="torch",
         versions={"torch": torch.__version__, "torchvision": torchvision.__version__},
@@ -434,6 +450,7 @@ def fit(
         best=best,
         train_seconds=train_seconds,
     )
+    metrics["calibration"] = calibration
     results.finish_run(run_dir, metrics, faces, idx, pred, std, eval_seconds, write=rank == 0)
     if tb:
         tb.close()
@@ -452,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
         if world > 1 and not cfg.run_dir:
             raise runner.UsageError("under torchrun, give run_dir=PATH so all ranks share it")
         plan = runner.plan_run(cfg, "torch", progress=rank == 0)
+    except runner.HelpRequested:
+        print(runner.train_usage("torch_impl.train"))
+        return 0
     except runner.UsageError as exc:
         return runner.fail(str(exc))
     fold_hash = runner.write_folds(plan) if rank == 0 else ""

@@ -39,6 +39,8 @@ class WeightsEntry:
     data: str
     licence: str
     mae: float | None = None  # age MAE, for trained age models
+    task: str = "backbone"  # backbone (ImageNet features) | age (a whole trained age model)
+    default: bool = False  # the age model agezoo predict uses when none is named
 
     @property
     def filename(self) -> str:
@@ -143,3 +145,55 @@ def load_pretrained(weights: str, arch: str, load: Callable[[], object]) -> bool
             f"{exc}\n>>> TRAINING {arch} FROM SCRATCH (pretrained: false) <<<", stacklevel=3
         )
         return False
+
+
+# ------------------------------------------------------------------ trained age models
+
+
+def age_models() -> list[str]:
+    """Names of the registered trained age models (usable by ``agezoo predict --model``)."""
+    return sorted(name for name, e in ENTRIES.items() if e.task == "age")
+
+
+def default_age_model() -> str | None:
+    defaults = [name for name, e in ENTRIES.items() if e.task == "age" and e.default]
+    return defaults[0] if defaults else None
+
+
+def trained_weights_dir() -> Path:
+    """Where trained age models are kept when they are not in ``$AGEZOO_WEIGHTS_DIR``."""
+    from common.datasets import default_cache_dir
+
+    return default_cache_dir() / "weights"
+
+
+def age_model_file(name: str) -> Path:
+    """The local, hash-checked file of a registered age model (downloaded when it has a URL).
+
+    Raises KeyError for a name that is no age model, WeightsUnavailableError when the file can
+    be had neither locally nor from its URL.
+    """
+    entry = ENTRIES.get(name)
+    if entry is None or entry.task != "age":
+        raise KeyError(name)
+    path = find_local(entry.filename)
+    if path is None and (trained_weights_dir() / entry.filename).is_file():
+        path = trained_weights_dir() / entry.filename
+    if path is None and entry.url.startswith(("http://", "https://")):
+        from common.datasets import download_file
+
+        try:
+            path = download_file(entry.url, trained_weights_dir() / entry.filename)
+        except OSError as exc:
+            raise WeightsUnavailableError(_age_offline(entry, str(exc))) from exc
+    if path is None:
+        raise WeightsUnavailableError(_age_offline(entry, "file not found"))
+    check_sha256(path, entry.sha256)
+    return path
+
+
+def _age_offline(entry: WeightsEntry, reason: str) -> str:
+    return (
+        f"{entry.name}: weights unavailable ({reason}). Put {entry.filename} in "
+        f"{weights_dirs()[0]} or {trained_weights_dir()}, or train it with `make model`."
+    )
