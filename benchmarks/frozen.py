@@ -62,11 +62,19 @@ class FrozenRunner:
         parts = fold.indices(self.faces.persons)
         train_head = torch_head if cell.framework == "torch" else keras_head
         t0 = time.perf_counter()
-        outputs, best, rows = train_head(feats, self.faces.ages, parts, cell.loss, cfg, self.head)
+        outputs, val_outputs, best, rows = train_head(
+            feats, self.faces.ages, parts, cell.loss, cfg, self.head
+        )
         train_seconds = time.perf_counter() - t0
         test = parts["test"]
+        ages = self.faces.ages
+        calibration = results.calibrate_run(
+            cell.loss, val_outputs, ages[parts["val"]], outputs, ages[test]
+        )
         t1 = time.perf_counter()
-        pred, std = decode_outputs(outputs, cell.loss)
+        pred, std = decode_outputs(
+            outputs, cell.loss, calibration["temperature"] if calibration else 1.0
+        )
         eval_seconds = time.perf_counter() - t1
         metrics = results.run_metrics(
             framework=cell.framework,
@@ -82,6 +90,7 @@ class FrozenRunner:
             best=best,
             train_seconds=train_seconds,
         )
+        metrics["calibration"] = calibration
         metrics["feature_seconds"] = info["seconds"]
         metrics["eval_images_per_s"] = info["images_per_s"]  # the backbone dominates inference
         metrics = results.finish_run(
@@ -168,7 +177,7 @@ def torch_head(feats, ages, parts, loss_name, cfg: Config, head: dict):
             best_state = {k: v.clone() for k, v in linear.state_dict().items()}
     linear.load_state_dict(best_state)
     with torch.no_grad():
-        return linear(x[te]).numpy(), best, rows
+        return linear(x[te]).numpy(), linear(x[va]).numpy(), best, rows
 
 
 # ------------------------------------------------------------------ Keras
@@ -236,4 +245,5 @@ def keras_head(feats, ages, parts, loss_name, cfg: Config, head: dict):
         if val < best["val_mae"]:
             best, best_weights = {"val_mae": val, "epoch": epoch}, model.get_weights()
     model.set_weights(best_weights)
-    return np.asarray(model.predict_on_batch(feats[parts["test"]])), best, rows
+    test_out = np.asarray(model.predict_on_batch(feats[parts["test"]]))
+    return test_out, np.asarray(model.predict_on_batch(feats[va])), best, rows

@@ -144,4 +144,6 @@ def calibration_report(
         out["n_test"] = int(len(test_ages))
         out["test_before"] = coverage(test_logits, test_ages)
         out["test_after"] = coverage(test_logits, test_ages, t)
+        out["test_reliability_before"] = reliability(test_logits, test_ages)
+        out["test_reliability_after"] = reliability(test_logits, test_ages, t)
     return out

@@ -147,16 +147,23 @@ def eyes_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
     )
 
 
-@functools.cache
+_local = threading.local()  # per-thread detectors: the cache and predict run on thread pools
+
+
 def _cascade(name: str) -> cv2.CascadeClassifier:
-    path = Path(cv2.data.haarcascades) / name
-    clf = cv2.CascadeClassifier(str(path))
-    if clf.empty():
-        raise RuntimeError(
-            f"OpenCV Haar cascade {path} is missing; install opencv-python-headless<5 "
-            "(the 5.x wheels ship no cascades)"
-        )
-    return clf
+    # One classifier per thread: detectMultiScale on a shared CascadeClassifier from two
+    # threads fails inside OpenCV (an assertion in getScaleData).
+    cascades = _local.__dict__.setdefault("cascades", {})
+    if name not in cascades:
+        path = Path(cv2.data.haarcascades) / name
+        clf = cv2.CascadeClassifier(str(path))
+        if clf.empty():
+            raise RuntimeError(
+                f"OpenCV Haar cascade {path} is missing; install opencv-python-headless<5 "
+                "(the 5.x wheels ship no cascades)"
+            )
+        cascades[name] = clf
+    return cascades[name]
 
 
 def detect_faces_haar(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
@@ -216,9 +223,6 @@ def _mtcnn_class():
     from mtcnn import MTCNN  # imports TensorFlow: only when a photo without landmarks comes
 
     return MTCNN
-
-
-_local = threading.local()  # one MTCNN per thread: the cache builds faces on a thread pool
 
 
 def _mtcnn():

@@ -201,7 +201,10 @@ class Predictor:
         except ValueError as exc:
             return [], _reason(exc, path)
         t1 = time.perf_counter()
-        found = detect(image, self.spec.detector, every=every)
+        try:
+            found = detect(image, self.spec.detector, every=every)
+        except Exception as exc:  # a detector failure costs this photo, not the whole run
+            return [], f"face detection failed ({type(exc).__name__}: {exc})"
         t2 = time.perf_counter()
         faces = []
         for face in found:

@@ -164,7 +164,12 @@ def test_report_on_both_frameworks(tmp_path):
         assert cell in text
     assert "mobilenet_v2 / mean_variance / none" in text  # the side-by-side row
     assert "mean_variance − softmax" in text  # the loss ablation
-    for png in ["cs_curves.png", "mae_by_decade.png", "scatter.png", "paired_folds.png"]:
+    assert "## Uncertainty calibration (test folds)" in text
+    cal = report.summarise(report.load_results(out)["torch-mobilenet_v2-mean_variance-none"])
+    assert 0 <= cal["calibration"]["after"]["within_90"] <= 1
+    assert cal["calibration"]["n_folds"] > 0
+    pngs = ["cs_curves.png", "mae_by_decade.png", "scatter.png", "paired_folds.png"]
+    for png in [*pngs, "reliability.png"]:
         assert (out / png).stat().st_size > 5000, png
 
 
@@ -197,5 +202,6 @@ def test_frozen_heads_learn_and_reset_between_folds(framework, loss):
     first = fit(feats, ages, parts, loss, Config(), head)
     second = fit(feats, ages, parts, loss, Config(), head)  # a new fold starts afresh
     baseline = np.abs(ages[parts["val"]] - ages[parts["train"]].mean()).mean()
-    assert first[1]["val_mae"] < 0.6 * baseline, (first[1], baseline)
-    assert second[1]["val_mae"] == pytest.approx(first[1]["val_mae"], rel=1e-5)
+    assert first[2]["val_mae"] < 0.6 * baseline, (first[2], baseline)
+    assert second[2]["val_mae"] == pytest.approx(first[2]["val_mae"], rel=1e-5)
+    assert first[1].shape[0] == len(parts["val"])  # validation outputs, for the calibration

@@ -130,3 +130,22 @@ def test_real_fgnet_cache_eyes_on_target(fgnet_dir, tmp_path):
     # Grayscale sources became 3 equal channels, colour ones kept their colour.
     grey = (arrays.images[..., 0] == arrays.images[..., 2]).all(axis=(1, 2))
     assert 175 <= grey.sum() < 250
+
+
+@pytest.mark.fgnet
+@pytest.mark.parametrize("detector", ["haar", "mtcnn"])
+def test_detectors_on_a_thread_pool_lose_no_image(fgnet_dir, tmp_path, detector):
+    """Shared OpenCV cascades fail when two threads detect at once; each thread has its own."""
+    records = [Record(r.path, r.person, r.age) for r in load_fgnet(fgnet_dir)[:: 1002 // 40]]
+    arrays = cached_faces(
+        records,
+        AlignSpec(size=32, detector=detector),
+        "nolm",
+        cache_dir=tmp_path,
+        workers=2,
+        progress=False,
+    )
+    assert arrays.meta["skipped"] == [] and len(arrays) == len(records)
+    counts = arrays.meta["method_counts"]
+    found = counts.get("mtcnn", 0) if detector == "mtcnn" else counts.get("haar_eyes", 0)
+    assert found >= 0.8 * len(records), counts
