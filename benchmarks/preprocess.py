@@ -51,6 +51,7 @@ def main() -> None:
         "cold_seconds_all": [round(t, 2) for t in cold],
         "warm_seconds_median": round(statistics.median(warm), 3),
         "cache_mb": round(arrays.images.nbytes / 1e6, 1),
+        "pool": "threads",
         "cpus": os.cpu_count(),
         "machine": platform.platform(),
         "python": platform.python_version(),
