@@ -120,7 +120,7 @@ def prepare(preset: dict, out: Path):
     data = from_dict(DataConfig, preset.get("data", {}), "data")
     protocol = from_dict(ProtocolConfig, preset.get("protocol", {}), "protocol")
     faces = load_faces(data)
-    folds = build_folds(protocol, faces.persons)
+    folds = build_folds(protocol, faces.persons, data)
     fold_file = out / "folds.json"
     if fold_file.is_file():
         old, digest, meta = load_folds(fold_file)

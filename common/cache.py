@@ -88,12 +88,12 @@ def _align_one(job: tuple[int, Record, AlignSpec]):
     try:
         face = align_face(load_rgb(rec.path), spec, rec.landmarks)
     except (ValueError, OSError, cv2.error) as exc:
-        return index, None, "", str(exc), float("nan")
+        return index, None, "", str(exc), float("nan"), ""
     residual = float("nan")
-    if rec.landmarks is not None:
+    if face.method == "landmarks":
         moved = transform_points(face.matrix, eyes_from_landmarks(rec.landmarks))
         residual = float(np.abs(moved - spec.eye_targets()).max())
-    return index, face.image, face.method, "", residual
+    return index, face.image, face.method, "", residual, face.rejected
 
 
 def preprocess(
@@ -105,7 +105,7 @@ def preprocess(
     ok = np.zeros(n, bool)
     methods = np.empty(n, dtype=object)
     residuals = np.full(n, np.nan)
-    skipped = []
+    skipped, rejected = [], []
     workers = workers or os.cpu_count() or 1
     jobs = [(i, rec, spec) for i, rec in enumerate(records)]
     bar = tqdm(total=n, desc=f"aligning {spec.size}px", unit="img", disable=not progress)
@@ -114,7 +114,7 @@ def preprocess(
     # is a notebook, `python -` or a script without a main guard (they re-import __main__).
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for result in pool.map(_align_one, jobs):
-            _collect(result, records, images, ok, methods, residuals, skipped)
+            _collect(result, records, images, ok, methods, residuals, skipped, rejected)
             bar.update()
     bar.close()
     keep = np.flatnonzero(ok)
@@ -127,6 +127,7 @@ def preprocess(
     )
     info = {
         "skipped": skipped,
+        "landmarks_rejected": rejected,
         "method_counts": dict(Counter(arrays.methods.tolist())),
         "eye_residual_px_max": float(np.nanmax(residuals))
         if np.isfinite(residuals).any()
@@ -135,8 +136,10 @@ def preprocess(
     return arrays, info
 
 
-def _collect(result, records, images, ok, methods, residuals, skipped) -> None:
-    index, image, method, error, residual = result
+def _collect(result, records, images, ok, methods, residuals, skipped, rejected) -> None:
+    index, image, method, error, residual, why = result
+    if why:
+        rejected.append({"file": records[index].path.name, "reason": why, "method": method})
     if image is None:
         name = records[index].path.name
         warnings.warn(f"{name}: {error}; skipped", DataWarning, stacklevel=4)

@@ -62,7 +62,7 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class ProtocolConfig:
-    kind: str = "holdout"  # holdout | kfold | lopo
+    kind: str = "holdout"  # holdout | kfold | lopo | official (AAF: its val.txt is the test set)
     k: int = 5
     test_fraction: float = 0.2
     val_fraction: float = 0.1

@@ -37,7 +37,10 @@ class DatasetNotFoundError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class Record:
-    """One image: its path, person id, age in years and (68, 2) landmarks or ``None``."""
+    """One image: its path, person id, age in years and its landmarks or ``None``.
+
+    Landmarks are FG-NET's (68, 2) or All-Age-Faces' (49, 2) points, in source pixels.
+    """
 
     path: Path
     person: str
@@ -312,24 +315,139 @@ def load_utkface(root: str | Path) -> list[Record]:
 
 AAF_NAME = re.compile(r"^(\d{5})A(\d{2})\.jpg$", re.IGNORECASE)
 AAF_IMAGE_DIRS = ("aglined faces", "aligned faces", "original images", "images")
+AAF_POINTS_DIR = "key points"
+AAF_POINTS = 49
 
 
-def load_aaf(root: str | Path, images_dir: str | None = None) -> list[Record]:
-    """Reads All-Age-Faces (``%05dA%02d.jpg``); each image is its own person (no identities)."""
+@dataclass
+class DuplicateReport:
+    """Byte-identical files of a data set, and what was done with them."""
+
+    groups: int = 0  # sets of two or more identical files
+    files: int = 0  # files in those groups
+    conflicting_groups: int = 0  # groups whose copies carry different ages (all dropped)
+    max_age_gap: float = 0.0
+    dropped_files: int = 0  # files removed: whole conflicting groups + extra copies
+    straddling_groups: int = 0  # groups with copies on both sides of the official split
+
+    def __str__(self) -> str:
+        return (
+            f"{self.groups} groups of byte-identical files ({self.files} files); "
+            f"{self.conflicting_groups} disagree on the age (up to {self.max_age_gap:g} years) "
+            f"and are dropped; {self.straddling_groups} straddle the official split; "
+            f"{self.dropped_files} files removed, one copy kept of the others"
+        )
+
+
+def aaf_root(root: str | Path | None = None) -> Path:
+    """All-Age-Faces' folder: ``root``, else ``$AGEZOO_AAF_DIR``; it is never downloaded."""
+    root = root or os.environ.get("AGEZOO_AAF_DIR")
+    if not root:
+        raise DatasetNotFoundError(
+            "All-Age-Faces: set AGEZOO_AAF_DIR (or data.root) to the folder of its download "
+            "('aglined faces/', 'key points/', 'image sets/'); get it from "
+            "https://github.com/JingchunCheng/All-Age-Faces-Dataset"
+        )
+    if not Path(root).is_dir():
+        raise DatasetNotFoundError(f"All-Age-Faces: {root} is not a folder")
+    return Path(root)
+
+
+def read_aaf_points(path: str | Path) -> np.ndarray:
+    """An All-Age-Faces ``key points`` file: 49 lines ``x y`` → (49, 2)."""
+    path = Path(path)
+    try:
+        values = np.array(path.read_text().split(), dtype=np.float64)
+    except ValueError as exc:
+        raise ValueError(f"{path.name}: not numbers ({exc})") from exc
+    if values.size != 2 * AAF_POINTS:
+        raise ValueError(f"{path.name}: expected {AAF_POINTS} points, found {values.size / 2:g}")
+    return values.reshape(AAF_POINTS, 2)
+
+
+def load_aaf(
+    root: str | Path,
+    images_dir: str | None = None,
+    landmarks: bool = True,
+    dedupe: bool = True,
+) -> list[Record]:
+    """Reads All-Age-Faces in the layout of its download.
+
+    ``root/aglined faces/%05dA%02d.jpg`` (the download's spelling), ``root/key points/*.txt``
+    (49 landmarks each) and ``root/image sets/{train,val}.txt``. Every image is its own person,
+    except byte-identical files: with ``dedupe`` (the default) a group of identical files keeps
+    one copy when the copies agree on the age, and is dropped when they do not (see
+    :func:`find_duplicates`). An image whose points file is missing or unreadable gets
+    ``landmarks=None`` and is aligned by face detection; implausible landmark eyes are caught
+    at alignment time (``common.faces.implausible_eyes``) and counted in the cache entry.
+    """
     root = Path(root)
     folder = (
         root / images_dir
         if images_dir
-        else next((root / d for d in AAF_IMAGE_DIRS if (root / d).is_dir()), root)
+        else next((root / d for d in AAF_IMAGE_DIRS if (root / d).is_dir()), None)
     )
+    if folder is None or not folder.is_dir():
+        raise DatasetNotFoundError(
+            f"All-Age-Faces: no image folder ({' / '.join(AAF_IMAGE_DIRS)}) in {root}"
+        )
+    points_dir = root / AAF_POINTS_DIR
     records = []
     for path in _image_files(folder):
         m = AAF_NAME.match(path.name)
         if not m:
             _warn(f"All-Age-Faces image {path.name}: name is not %05dA%02d.jpg; skipped")
             continue
-        records.append(Record(path, path.stem, float(int(m.group(2)))))
+        marks = None
+        if landmarks and points_dir.is_dir():
+            pts = points_dir / f"{path.stem}.txt"
+            try:
+                marks = read_aaf_points(pts)
+            except (OSError, ValueError) as exc:
+                _warn(f"All-Age-Faces image {path.name}: {exc}; aligned without landmarks")
+        records.append(Record(path, path.stem, float(int(m.group(2))), marks))
+    if dedupe:
+        official = None
+        if (root / "image sets").is_dir():
+            split = aaf_split(root)
+            official = {name: part for part, names in split.items() for name in names}
+        records, report = find_duplicates(records, official)
+        if report.groups:
+            _warn(f"All-Age-Faces: {report}")
     return records
+
+
+def find_duplicates(
+    records: list[Record], official: dict[str, str] | None = None
+) -> tuple[list[Record], DuplicateReport]:
+    """Groups byte-identical files; keeps one copy of agreeing groups, drops conflicting ones.
+
+    Args:
+        records: the data set's records (each its own person).
+        official: person → official part (``train`` / ``val``), to count straddling groups.
+    """
+    by_hash: dict[str, list[int]] = {}
+    for i, rec in enumerate(records):
+        by_hash.setdefault(sha256_file(rec.path), []).append(i)
+    drop: set[int] = set()
+    report = DuplicateReport()
+    for members in by_hash.values():
+        if len(members) < 2:
+            continue
+        report.groups += 1
+        report.files += len(members)
+        ages = {records[i].age for i in members}
+        gap = max(ages) - min(ages)
+        report.max_age_gap = max(report.max_age_gap, gap)
+        if official and len({official.get(records[i].person) for i in members}) > 1:
+            report.straddling_groups += 1
+        if gap > 0:
+            report.conflicting_groups += 1
+            drop.update(members)
+        else:
+            drop.update(members[1:])
+    report.dropped_files = len(drop)
+    return [r for i, r in enumerate(records) if i not in drop], report
 
 
 def aaf_split(root: str | Path) -> dict[str, list[str]]:

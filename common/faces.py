@@ -25,6 +25,15 @@ from PIL import Image, ImageOps
 # which moves with the gaze.
 FGNET_LEFT_EYE = (27, 28, 29, 30)
 FGNET_RIGHT_EYE = (32, 33, 34, 35)
+# All-Age-Faces' 49 points: 0-based rows 19-24 outline the image-left eye, 25-30 the image-right
+# one (checked by drawing them).
+AAF_LEFT_EYE = tuple(range(19, 25))
+AAF_RIGHT_EYE = tuple(range(25, 31))
+EYE_POINTS = {68: (FGNET_LEFT_EYE, FGNET_RIGHT_EYE), 49: (AAF_LEFT_EYE, AAF_RIGHT_EYE)}
+
+# Landmark eyes are trusted only inside these bounds (else the image takes the detector path).
+MAX_EYE_ANGLE_DEG = 30.0
+EYE_DISTANCE_RANGE = (0.08, 0.7)  # fraction of the image width
 
 # Where the eyes sit relative to an OpenCV frontal-face box (fractions of its width / height),
 # and the face box a centred fallback assumes. Measured on FG-NET against its landmarks
@@ -71,6 +80,7 @@ class AlignedFace:
     matrix: np.ndarray  # (2, 3) affine map from source pixels to output pixels
     eyes: np.ndarray  # (2, 2) source eye positions that were used
     box: tuple[int, int, int, int] | None = None  # detected face (x, y, w, h), if any
+    rejected: str = ""  # why the landmarks were not used, when they were given but implausible
 
 
 @dataclass
@@ -138,13 +148,33 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
 
 
 def eyes_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
-    """(2, 2) image-left and image-right eye centres from FG-NET's 68 points."""
+    """(2, 2) image-left and image-right eye centres from FG-NET's 68 or AAF's 49 points."""
     landmarks = np.asarray(landmarks, dtype=np.float64)
-    if landmarks.shape != (68, 2):
-        raise ValueError(f"expected (68, 2) FG-NET landmarks, got {landmarks.shape}")
-    return np.stack(
-        [landmarks[list(FGNET_LEFT_EYE)].mean(0), landmarks[list(FGNET_RIGHT_EYE)].mean(0)]
-    )
+    if landmarks.ndim != 2 or landmarks.shape[1] != 2 or len(landmarks) not in EYE_POINTS:
+        raise ValueError(
+            f"expected (68, 2) FG-NET or (49, 2) All-Age-Faces landmarks, got {landmarks.shape}"
+        )
+    left, right = EYE_POINTS[len(landmarks)]
+    return np.stack([landmarks[list(left)].mean(0), landmarks[list(right)].mean(0)])
+
+
+def implausible_eyes(eyes: np.ndarray, shape: tuple[int, ...]) -> str | None:
+    """Why landmark eyes cannot be right for an image of this shape, or ``None`` if plausible.
+
+    Catches landmark files that belong to another image or are garbled: eyes outside the image,
+    too close or too far apart for a face, or tilted beyond ±30°.
+    """
+    h, w = shape[:2]
+    if not ((eyes >= 0).all() and (eyes[:, 0] < w).all() and (eyes[:, 1] < h).all()):
+        return "landmark eyes outside the image"
+    dx, dy = eyes[1] - eyes[0]
+    dist = float(np.hypot(dx, dy)) / w
+    if not EYE_DISTANCE_RANGE[0] <= dist <= EYE_DISTANCE_RANGE[1]:
+        return f"landmark eyes {dist:.0%} of the width apart"
+    angle = float(np.degrees(np.arctan2(dy, dx)))
+    if abs(angle) > MAX_EYE_ANGLE_DEG:
+        return f"landmark eyes tilted {angle:.0f} degrees"
+    return None
 
 
 _local = threading.local()  # per-thread detectors: the cache and predict run on thread pools
@@ -304,15 +334,20 @@ def align_detection(image: np.ndarray, spec: AlignSpec, found: Detection) -> Ali
 def align_face(
     image: np.ndarray, spec: AlignSpec, landmarks: np.ndarray | None = None
 ) -> AlignedFace:
-    """Aligns one RGB image: landmarks → the detector's largest face → centred crop."""
+    """Aligns one RGB image: plausible landmarks → the detector's largest face → centred crop."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
+    rejected = ""
     if landmarks is not None:
         eyes = eyes_from_landmarks(landmarks)
-        matrix = similarity_from_eyes(eyes, spec.eye_targets())
-        return AlignedFace(warp(image, matrix, spec.size), "landmarks", matrix, eyes)
+        rejected = implausible_eyes(eyes, image.shape) or ""
+        if not rejected:
+            matrix = similarity_from_eyes(eyes, spec.eye_targets())
+            return AlignedFace(warp(image, matrix, spec.size), "landmarks", matrix, eyes)
     found = detect(image, spec.detector)
-    return align_detection(image, spec, found[0]) if found else align_center(image, spec)
+    face = align_detection(image, spec, found[0]) if found else align_center(image, spec)
+    face.rejected = rejected
+    return face
 
 
 def align_center(image: np.ndarray, spec: AlignSpec) -> AlignedFace:

@@ -27,9 +27,11 @@ def load_records(data: DataConfig) -> list[datasets.Record]:
     if data.dataset == "fgnet":
         root = Path(data.root) if data.root else datasets.fgnet_root()
         return datasets.load_fgnet(root)
+    if data.dataset == "aaf":
+        return datasets.load_aaf(datasets.aaf_root(data.root))
     if data.root is None:
         raise ValueError(f"data.root must name the {data.dataset} folder or file")
-    readers = {"utkface": datasets.load_utkface, "aaf": datasets.load_aaf, "csv": datasets.load_csv}
+    readers = {"utkface": datasets.load_utkface, "csv": datasets.load_csv}
     if data.dataset not in readers:
         known = ["fgnet", *readers, "synthetic"]
         raise ValueError(f"unknown data.dataset {data.dataset!r}; known: {known}")
@@ -45,8 +47,18 @@ def load_faces(data: DataConfig, progress: bool = True) -> FaceArrays:
     return cached_faces(records, spec, tag=data.dataset, progress=progress)
 
 
-def build_folds(protocol: ProtocolConfig, persons: np.ndarray) -> list[splits.Fold]:
-    """The folds the protocol asks for, over the given per-image person ids."""
+def build_folds(
+    protocol: ProtocolConfig, persons: np.ndarray, data: DataConfig | None = None
+) -> list[splits.Fold]:
+    """The folds the protocol asks for, over the given per-image person ids.
+
+    ``official`` takes the data set's own test list (All-Age-Faces' ``val.txt``).
+    """
+    if protocol.kind == "official":
+        if data is None or data.dataset != "aaf":
+            raise ValueError("protocol.kind=official exists for data.dataset=aaf only")
+        test = datasets.aaf_split(datasets.aaf_root(data.root))["val"]
+        return splits.official_split(persons, test, protocol.val_fraction, protocol.seed)
     if protocol.kind == "lopo":
         return splits.lopo_folds(persons, protocol.val_fraction, protocol.seed)
     if protocol.kind == "kfold":
@@ -55,7 +67,9 @@ def build_folds(protocol: ProtocolConfig, persons: np.ndarray) -> list[splits.Fo
         return splits.holdout_split(
             persons, protocol.test_fraction, protocol.val_fraction, protocol.seed
         )
-    raise ValueError(f"unknown protocol.kind {protocol.kind!r}; known: lopo, kfold, holdout")
+    raise ValueError(
+        f"unknown protocol.kind {protocol.kind!r}; known: lopo, kfold, holdout, official"
+    )
 
 
 def sheet_sample(arrays: FaceArrays, n: int = 96, seed: int = 0) -> np.ndarray:
@@ -105,15 +119,22 @@ def main(argv: list[str] | None = None) -> int:
         f"ready in {time.perf_counter() - t0:.1f} s"
     )
     if arrays.meta.get("method_counts"):
+        rejected = arrays.meta.get("landmarks_rejected", [])
         print(
-            f"alignment: {arrays.meta['method_counts']}; skipped: "
-            f"{len(arrays.meta.get('skipped', []))}; cache key {arrays.key[:16]}"
+            f"alignment: {arrays.meta['method_counts']}; landmarks rejected as implausible: "
+            f"{len(rejected)}; skipped: {len(arrays.meta.get('skipped', []))}; "
+            f"cache key {arrays.key[:16]}"
         )
-    folds = splits.lopo_folds(arrays.persons)
+    if args.dataset == "aaf":
+        kind, protocol = "official", ProtocolConfig(kind="official")
+    else:
+        kind, protocol = "lopo", ProtocolConfig(kind="lopo")
+    folds = build_folds(protocol, arrays.persons, data)
+    fold_file = out / f"folds_{kind}.json"
     fold_hash = splits.save_folds(
-        folds, out / "folds_lopo.json", meta={"dataset": args.dataset, "preprocess": arrays.key}
+        folds, fold_file, meta={"dataset": args.dataset, "preprocess": arrays.key}
     )
-    print(f"LOPO folds: {len(folds)} -> {out / 'folds_lopo.json'} (sha256 {fold_hash[:16]})")
+    print(f"{kind} folds: {len(folds)} -> {fold_file} (sha256 {fold_hash[:16]})")
     idx = sheet_sample(arrays)
     spec = AlignSpec(size=args.size, margin=args.margin)
     labels = [f"{arrays.persons[i]} age {arrays.ages[i]:g}" for i in idx]

@@ -77,7 +77,7 @@ def plan_run(cfg: Config, framework: str, progress: bool = True) -> RunPlan:
         faces = load_faces(cfg.data, progress=progress)
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
-    folds = build_folds(cfg.protocol, faces.persons)
+    folds = build_folds(cfg.protocol, faces.persons, cfg.data)
     if not 0 <= cfg.fold < len(folds):
         raise UsageError(f"fold={cfg.fold} but the protocol has {len(folds)} folds")
     return RunPlan(cfg, faces, folds, folds[cfg.fold], run_dir)

@@ -113,6 +113,20 @@ def holdout_split(
     return [Fold("holdout", train, val, test)]
 
 
+def official_split(persons, test_people, val_fraction: float = 0.1, seed: int = 0) -> list[Fold]:
+    """A data set's own test list; validation people carved (seeded) from everyone else."""
+    people = _unique_people(persons)
+    test_set = {str(p) for p in test_people}
+    test = tuple(p for p in people if p in test_set)
+    rest = [p for p in people if p not in test_set]
+    if not test or not rest:
+        raise ValueError(
+            f"the official test list leaves {len(test)} test / {len(rest)} other people"
+        )
+    train, val = _carve_val(rest, val_fraction, _fold_rng(seed, "official"))
+    return [Fold("official", train, val, test)]
+
+
 def fixed_holdout(train, val, test) -> list[Fold]:
     """A split a data set defines itself (e.g. All-Age-Faces' lists)."""
     return [Fold("holdout", tuple(sorted(train)), tuple(sorted(val)), tuple(sorted(test)))]

@@ -80,21 +80,6 @@ def test_utkface_reader(tmp_path):
     assert len({r.person for r in records}) == 2
 
 
-def test_aaf_reader_and_split(tmp_path):
-    for name in ["00000A02.jpg", "00001A35.jpg", "00002A61.jpg", "0003A1.jpg"]:
-        _jpg(tmp_path / "aglined faces" / name)
-    sets = tmp_path / "image sets"
-    sets.mkdir()
-    (sets / "train.txt").write_text("00000A02.jpg 0\n00001A35.jpg 1\n")
-    (sets / "val.txt").write_text("00002A61.jpg 1\nnot-an-image 0\n")
-    with pytest.warns(DataWarning, match="0003A1.jpg"):
-        records = datasets.load_aaf(tmp_path)
-    assert {r.person: r.age for r in records} == {"00000A02": 2, "00001A35": 35, "00002A61": 61}
-    with pytest.warns(DataWarning, match="val.txt line 2"):
-        split = datasets.aaf_split(tmp_path)
-    assert split == {"train": ["00000A02", "00001A35"], "val": ["00002A61"]}
-
-
 def test_csv_reader(tmp_path):
     _jpg(tmp_path / "a.jpg")
     _jpg(tmp_path / "b.jpg")

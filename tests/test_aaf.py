@@ -1,0 +1,155 @@
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from common import datasets, prepare
+from common.cache import cached_faces
+from common.config import DataConfig, ProtocolConfig
+from common.datasets import DatasetNotFoundError, DataWarning
+from common.faces import AlignSpec, implausible_eyes
+from common.synthetic import make_synthetic
+
+W, H = 80, 96
+
+
+def _points(left=(28.0, 40.0), right=(52.0, 40.0)) -> np.ndarray:
+    """49 AAF-style points with rows 19-24 around ``left`` and 25-30 around ``right``."""
+    pts = np.tile([[W / 2, H * 0.7]], (49, 1))
+    ring = np.array([[-4, 0], [-2, -2], [2, -2], [4, 0], [2, 2], [-2, 2]], float)
+    pts[19:25] = np.array(left) + ring
+    pts[25:31] = np.array(right) + ring
+    return pts
+
+
+@pytest.fixture
+def fake_aaf(tmp_path) -> Path:
+    """The download's layout, with its known defects in small."""
+    root = tmp_path / "All-Age-Faces Dataset"
+    faces = make_synthetic(8, 1, size=W, seed=1).images
+    images, points = root / "aglined faces", root / "key points"
+    images.mkdir(parents=True)
+    points.mkdir()
+
+    def add(name: str, face: int, pts=None):
+        Image.fromarray(faces[face]).resize((W, H)).save(images / name, quality=90)
+        if pts is not None:
+            np.savetxt(points / f"{Path(name).stem}.txt", pts, fmt="%.3f")
+
+    add("00000A02.jpg", 0, _points())
+    add("00001A35.jpg", 1, _points())
+    add("00002A61.jpg", 2, _points())
+    add("00003A20.jpg", 3, _points())  # duplicate pair, ages disagree: both dropped
+    (images / "00004A45.jpg").write_bytes((images / "00003A20.jpg").read_bytes())
+    add("00005A30.jpg", 4, _points())  # duplicate pair, same age: one copy kept
+    (images / "00006A30.jpg").write_bytes((images / "00005A30.jpg").read_bytes())
+    add("00007A50.jpg", 5, _points(left=(5.0, 90.0), right=(75.0, 10.0)))  # implausible eyes
+    add("00008A12.jpg", 6)
+    (points / "00008A12.txt").write_text("1 2\n3 4\n")  # a bad landmark file
+    add("0009A1.jpg", 7)  # not an AAF name
+    sets = root / "image sets"
+    sets.mkdir()
+    (sets / "train.txt").write_text(
+        "00000A02.jpg 0\n00001A35.jpg 1\n00003A20.jpg 0\n00005A30.jpg 0\n00007A50.jpg 0\n"
+        "00008A12.jpg 0\n"
+    )
+    (sets / "val.txt").write_text(
+        "00002A61.jpg 1\n00004A45.jpg 1\n00006A30.jpg 0\nnot-an-image 0\n"
+    )
+    return root
+
+
+def test_reader_layout_landmarks_and_duplicates(fake_aaf):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        records = datasets.load_aaf(fake_aaf)
+    messages = [str(w.message) for w in caught]
+    assert any("0009A1.jpg" in m for m in messages)
+    assert any("00008A12" in m and "expected 49 points" in m for m in messages)
+    assert any("val.txt line 4" in m for m in messages)
+    summary = next(m for m in messages if "byte-identical" in m)
+    assert "2 groups" in summary and "1 disagree" in summary and "25 years" in summary
+    assert "2 straddle" in summary
+    by_name = {r.path.name: r for r in records}
+    assert set(by_name) == {
+        "00000A02.jpg",
+        "00001A35.jpg",
+        "00002A61.jpg",
+        "00005A30.jpg",
+        "00007A50.jpg",
+        "00008A12.jpg",
+    }
+    assert by_name["00001A35.jpg"].age == 35 and by_name["00001A35.jpg"].person == "00001A35"
+    assert by_name["00000A02.jpg"].landmarks.shape == (49, 2)
+    assert by_name["00008A12.jpg"].landmarks is None
+
+
+def test_duplicate_report_counts(fake_aaf):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        records = datasets.load_aaf(fake_aaf, dedupe=False)
+        split = datasets.aaf_split(fake_aaf)
+    official = {n: part for part, names in split.items() for n in names}
+    kept, report = datasets.find_duplicates(records, official)
+    assert (report.groups, report.files, report.conflicting_groups) == (2, 4, 1)
+    assert (report.dropped_files, report.straddling_groups, report.max_age_gap) == (3, 2, 25)
+    assert len(kept) == len(records) - 3
+
+
+def test_alignment_rejects_implausible_landmarks_and_counts_them(fake_aaf, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        records = datasets.load_aaf(fake_aaf)
+    arrays = cached_faces(
+        records, AlignSpec(size=32, detector="haar"), "aaf", cache_dir=tmp_path, progress=False
+    )
+    rejected = arrays.meta["landmarks_rejected"]
+    assert [r["file"] for r in rejected] == ["00007A50.jpg"]
+    assert "tilted" in rejected[0]["reason"] or "apart" in rejected[0]["reason"]
+    counts = arrays.meta["method_counts"]
+    assert counts["landmarks"] == 4 and sum(counts.values()) == len(records)
+
+
+def test_implausible_eyes_rules():
+    shape = (100, 100, 3)
+    assert implausible_eyes(np.array([[30.0, 40], [70, 40]]), shape) is None
+    assert "outside" in implausible_eyes(np.array([[-3.0, 40], [70, 40]]), shape)
+    assert "apart" in implausible_eyes(np.array([[49.0, 40], [51, 40]]), shape)
+    assert "tilted" in implausible_eyes(np.array([[30.0, 20], [60, 60]]), shape)
+
+
+def test_official_split_and_root(fake_aaf, monkeypatch):
+    monkeypatch.delenv("AGEZOO_AAF_DIR", raising=False)
+    with pytest.raises(DatasetNotFoundError, match="AGEZOO_AAF_DIR"):
+        datasets.aaf_root()
+    monkeypatch.setenv("AGEZOO_AAF_DIR", str(fake_aaf))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        records = prepare.load_records(DataConfig(dataset="aaf"))
+        persons = np.array([r.person for r in records])
+        folds = prepare.build_folds(
+            ProtocolConfig(kind="official", val_fraction=0.25), persons, DataConfig(dataset="aaf")
+        )
+    (fold,) = folds
+    assert fold.test == ("00002A61",)  # the duplicates were removed from val.txt's people
+    assert len(fold.val) == 1 and len(fold.train) == 4
+    with pytest.raises(ValueError, match="official exists for data.dataset=aaf only"):
+        prepare.build_folds(ProtocolConfig(kind="official"), persons, DataConfig())
+
+
+@pytest.mark.skipif(not os.environ.get("AGEZOO_AAF_DIR"), reason="AGEZOO_AAF_DIR is not set")
+def test_real_aaf_duplicates():
+    root = Path(os.environ["AGEZOO_AAF_DIR"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        records = datasets.load_aaf(root, dedupe=False)
+        split = datasets.aaf_split(root)
+    assert len(records) == 13322
+    official = {n: part for part, names in split.items() for n in names}
+    kept, report = datasets.find_duplicates(records, official)
+    assert (report.groups, report.files, report.conflicting_groups) == (186, 382, 161)
+    assert (report.straddling_groups, report.max_age_gap) == (95, 32)
+    assert len(kept) == 13322 - report.dropped_files == 12965
