@@ -8,7 +8,7 @@ PRESET  ?= default
 DATASET ?= fgnet
 MODEL   ?=
 
-.PHONY: setup data test lint format train-tf train-torch predict export bench bench-preprocess clean-venv
+.PHONY: setup data test lint format train-tf train-torch pretrain predict export bench bench-preprocess clean-venv
 
 setup: $(STAMP)
 
@@ -52,6 +52,11 @@ predict: setup
 # make export RUN=runs/torch-... (ONNX) or RUN=runs/keras-... (.keras + SavedModel)
 export: setup
 	$(VENV)/bin/agezoo export $(RUN) $(ARGS)
+
+# make pretrain FRAMEWORK=torch|keras MODEL=mobilenet_v2 (needs AGEZOO_AAF_DIR) -> model.weights=aaf
+FRAMEWORK ?= torch
+pretrain: setup
+	$(PY) -m common.pretrain --framework $(FRAMEWORK) --model $(or $(MODEL),mobilenet_v2) $(ARGS)
 
 # make bench PRESET=lopo-frozen (configs/bench-*.yaml); ARGS="--shard 0/2" etc.
 bench: setup

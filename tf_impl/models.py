@@ -202,7 +202,8 @@ def create_model(
         name: one of :func:`list_models`.
         num_classes: K logits for the distribution losses, 1 for L2 regression.
         weights: ``imagenet``, ``auto`` (ImageNet when it can be had, else from scratch after a
-            warning), ``none``, or a ``.keras`` / ``.weights.h5`` file.
+            warning), ``none``, ``aaf`` (the AAF-pretrained age model of ``make pretrain``), or
+            a ``.keras`` / ``.weights.h5`` file.
         input_size: the network's input side (default: the entry's).
         data_size: the side of the images fed in (default: ``input_size``); resized inside.
     """
@@ -231,13 +232,36 @@ def create_model(
     outputs = layers.Dense(num_classes, dtype="float32", name="age_head")(features)
     model = keras.Model(inputs, outputs, name=f"agezoo_{name}")
     if weights not in ("imagenet", "auto", "none"):
-        path = Path(weights)
+        path = weight_registry.aaf_weights("keras", name) if weights == "aaf" else Path(weights)
         if not path.is_file():
             raise FileNotFoundError(f"weights file {path} not found")
-        model.load_weights(path)
+        _load_age_weights(model, path, name, input_size, data_size)
         pretrained = True
     model.pretrained = pretrained
     return model
+
+
+def _load_age_weights(model, path: Path, name: str, input_size: int, data_size: int) -> None:
+    """Whole-model weights; when only the head differs (L2 from a 101-class model), the
+    backbone is taken from a twin that matches the file."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # a mismatched head also warns on its way to failing
+            warnings.simplefilter("ignore", UserWarning)
+            model.load_weights(path)
+        return
+    except ValueError:
+        pass
+    for classes in (101, 1):
+        twin = create_model(name, classes, "none", input_size, data_size)
+        try:
+            twin.load_weights(path)
+        except ValueError:
+            continue
+        backbone_of(model).set_weights(backbone_of(twin).get_weights())
+        return
+    raise ValueError(f"{path}: weights do not fit a {name} age model")
 
 
 def backbone_of(model: keras.Model) -> keras.Model:

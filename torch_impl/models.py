@@ -118,6 +118,22 @@ def imagenet_state_dict(entry: ModelEntry) -> dict:
         raise WeightsUnavailableError(weight_registry.offline_message(wentry, str(exc))) from exc
 
 
+def _load_age_state(model: AgeModel, state: dict) -> None:
+    """An age model's weights: the backbone must match; the heads load when their shapes do
+    (an L2 model started from a 101-class AAF model keeps its fresh one-output head)."""
+    own = model.state_dict()
+    backbone = {k: v for k, v in state.items() if k.startswith("backbone.")}
+    heads = {
+        k: v
+        for k, v in state.items()
+        if not k.startswith("backbone.") and k in own and own[k].shape == v.shape
+    }
+    missing = [k for k in own if k.startswith("backbone.") and k not in backbone]
+    if missing:
+        raise ValueError(f"weights lack backbone tensors, e.g. {missing[:3]}; another model?")
+    model.load_state_dict({**own, **backbone, **heads})
+
+
 def create_model(
     name: str, num_classes: int = 101, weights: str = "auto", input_size: int | None = None
 ) -> AgeModel:
@@ -127,7 +143,8 @@ def create_model(
         name: one of :func:`list_models`.
         num_classes: K logits for the distribution losses, 1 for L2 regression.
         weights: ``imagenet`` (fail if unavailable), ``auto`` (ImageNet if it can be had, else
-            from scratch after a warning), ``none``, or a path to a state dict or checkpoint.
+            from scratch after a warning), ``none``, ``aaf`` (the AAF-pretrained age model of
+            ``make pretrain``), or a path to a state dict or checkpoint.
         input_size: the side of the inputs it will get (default: the entry's); checked against
             the architecture's minimum, and drops InceptionV3's auxiliary head when too small.
     """
@@ -144,12 +161,12 @@ def create_model(
         net.aux_logits, net.AuxLogits = False, None
     model = AgeModel(entry, net, num_classes)
     if weights not in ("imagenet", "auto", "none"):
-        path = Path(weights)
+        path = weight_registry.aaf_weights("torch", name) if weights == "aaf" else Path(weights)
         if not path.is_file():
             raise FileNotFoundError(f"weights file {path} not found")
         state = _load_state_dict(path)
         if any(k.startswith("backbone.") for k in state):
-            model.load_state_dict(state)
+            _load_age_state(model, state)
         else:  # an ImageNet-style backbone state dict
             full = entry.build()
             full.load_state_dict(state)

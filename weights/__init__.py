@@ -197,3 +197,31 @@ def _age_offline(entry: WeightsEntry, reason: str) -> str:
         f"{entry.name}: weights unavailable ({reason}). Put {entry.filename} in "
         f"{weights_dirs()[0]} or {trained_weights_dir()}, or train it with `make model`."
     )
+
+
+# ------------------------------------------------------------------ AAF-pretrained backbones
+
+
+def aaf_weights(framework: str, arch: str) -> Path:
+    """The newest AAF-pretrained weights for this framework and architecture, hash-checked.
+
+    Looks for ``aaf-FRAMEWORK-ARCH-*.card.json`` (written by ``make pretrain``) in
+    ``$AGEZOO_WEIGHTS_DIR`` and the cache; the weights file its card names must match its hash.
+    """
+    import json
+
+    dirs = [d for d in (weights_dirs()[0], trained_weights_dir()) if d.is_dir()]
+    cards = [c for d in dirs for c in d.glob(f"aaf-{framework}-{arch}-*.card.json")]
+    if not cards:
+        where = " or ".join(str(d) for d in dirs) or str(trained_weights_dir())
+        raise WeightsUnavailableError(
+            f"no AAF-pretrained {framework} {arch} weights in {where}; train them with "
+            f"`make pretrain FRAMEWORK={framework} MODEL={arch}` (needs AGEZOO_AAF_DIR)"
+        )
+    card_file = max(cards, key=lambda c: c.stat().st_mtime)
+    card = json.loads(card_file.read_text())
+    path = card_file.parent / card["weights_file"]
+    if not path.is_file():
+        raise WeightsUnavailableError(f"{card_file.name} names {path.name}, which is missing")
+    check_sha256(path, card["sha256"])
+    return path
