@@ -8,7 +8,7 @@ PRESET  ?= default
 DATASET ?= fgnet
 MODEL   ?=
 
-.PHONY: setup data test lint format train-tf train-torch pretrain predict export bench bench-preprocess clean-venv
+.PHONY: setup data test lint format train-tf train-torch pretrain model predict export bench bench-preprocess clean-venv
 
 setup: $(STAMP)
 
@@ -57,6 +57,10 @@ export: setup
 FRAMEWORK ?= torch
 pretrain: setup
 	$(PY) -m common.pretrain --framework $(FRAMEWORK) --model $(or $(MODEL),mobilenet_v2) $(ARGS)
+
+# make model FRAMEWORK=torch|keras: the general model (AAF + all FG-NET) agezoo predict defaults to
+model: setup
+	$(PY) -m common.pretrain --kind general --framework $(FRAMEWORK) $(ARGS)
 
 # make bench PRESET=lopo-frozen (configs/bench-*.yaml); ARGS="--shard 0/2" etc.
 bench: setup

@@ -64,6 +64,22 @@ class FaceArrays:
         )
 
 
+def concat_faces(parts: dict[str, FaceArrays]) -> FaceArrays:
+    """Several data sets as one; person ids and names are prefixed with the set's name."""
+    if len({p.images.shape[1:] for p in parts.values()}) != 1:
+        raise ValueError("data sets to combine must share the crop size")
+    key = hashlib.sha256("+".join(f"{t}:{p.key}" for t, p in parts.items()).encode()).hexdigest()
+    return FaceArrays(
+        images=np.concatenate([p.images for p in parts.values()]),
+        ages=np.concatenate([p.ages for p in parts.values()]),
+        persons=np.concatenate([np.char.add(f"{t}:", p.persons) for t, p in parts.items()]),
+        names=np.concatenate([np.char.add(f"{t}/", p.names) for t, p in parts.items()]),
+        methods=np.concatenate([p.methods for p in parts.values()]),
+        key=key,
+        meta={t: {"count": len(p), "key": p.key} for t, p in parts.items()},
+    )
+
+
 def cache_key(records: list[Record], spec: AlignSpec, tag: str) -> str:
     """sha256 over the source bytes, labels, landmarks and preprocessing parameters."""
     h = hashlib.sha256()

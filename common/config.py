@@ -21,7 +21,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "fgnet"  # fgnet | utkface | aaf | csv | synthetic
+    dataset: str = "fgnet"  # fgnet | utkface | aaf | csv | synthetic | aaf+fgnet (combined)
     root: str | None = None  # folder or CSV file; FG-NET is found through AGEZOO_FGNET_DIR
     size: int = 224  # aligned crop side in pixels
     margin: float = 0.2

@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from common import datasets, splits
-from common.cache import FaceArrays, cached_faces
+from common.cache import FaceArrays, cached_faces, concat_faces
 from common.config import DataConfig, ProtocolConfig
 from common.contact_sheet import contact_sheet
 from common.faces import AlignSpec
@@ -39,7 +40,16 @@ def load_records(data: DataConfig) -> list[datasets.Record]:
 
 
 def load_faces(data: DataConfig, progress: bool = True) -> FaceArrays:
-    """Aligned uint8 faces for the configured data set (cached, or generated if synthetic)."""
+    """Aligned uint8 faces for the configured data set (cached, or generated if synthetic).
+
+    ``aaf+fgnet`` (any names joined by ``+``) combines data sets found through their
+    environment variables; person ids become ``aaf:…`` / ``fgnet:…``.
+    """
+    if "+" in data.dataset:
+        if data.root:
+            raise ValueError("combined data sets are found through AGEZOO_*_DIR, not data.root")
+        names = data.dataset.split("+")
+        return concat_faces({n: load_faces(replace(data, dataset=n), progress) for n in names})
     if data.dataset == "synthetic":
         return make_synthetic(data.synthetic_persons, data.synthetic_images_per_person, data.size)
     records = load_records(data)

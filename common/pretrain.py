@@ -1,13 +1,17 @@
-"""Age pretraining on All-Age-Faces, published as trained weights with a model card.
+"""Trained weights with a model card: AAF pretraining and the zoo's general model.
 
-Usage: ``make pretrain FRAMEWORK=torch|keras MODEL=mobilenet_v2`` or
-``python -m common.pretrain --framework torch --model mobilenet_v2 [key=value ...]``
+Usage:
+    make pretrain FRAMEWORK=torch|keras MODEL=mobilenet_v2   (python -m common.pretrain ...)
+    make model FRAMEWORK=torch|keras                          (... --kind general)
 
-Trains with the framework's own training loop on the ``pretrain-aaf`` preset (model selection
-on AAF validation people, never on FG-NET), then writes into the trained-weights folder of the
-cache (``$AGEZOO_CACHE/weights``) the weights file, named with its hash, and its model card as
-JSON and Markdown. ``model.weights=aaf`` then loads them, hash-checked, in the same framework
-(``weights.aaf_weights``); copies placed in ``$AGEZOO_WEIGHTS_DIR`` are found too.
+``aaf`` trains on the ``pretrain-aaf`` preset (model selection on AAF validation people, never
+on FG-NET) and publishes the best weights; ``model.weights=aaf`` then loads them, hash-checked,
+in the same framework (``weights.aaf_weights``). ``general`` trains MobileNetV2 from those
+weights on AAF and all of FG-NET (``configs/general.yaml``), calibrated, and publishes a
+predict-ready model (PyTorch checkpoint / ``.keras``) that ``agezoo predict`` uses when no model
+is named. Files go to the trained-weights folder of the cache (``$AGEZOO_CACHE/weights``), named
+with their hash, each with its model card as JSON and Markdown; copies placed in
+``$AGEZOO_WEIGHTS_DIR`` are found too.
 """
 
 from __future__ import annotations
@@ -19,12 +23,19 @@ import platform
 import shutil
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from common.config import load_config, to_dict
 from common.results import atomic_write_json, atomic_write_text
 
-PRESET = "pretrain-aaf"
+PRESETS = {"aaf": "pretrain-aaf", "general": "general"}
+DATA = {
+    "aaf": "All-Age-Faces (half-resolution copy), deduplicated: byte-identical files kept once, "
+    "groups with conflicting ages dropped; official split, val.txt people as test",
+    "general": "All-Age-Faces (deduplicated) + all 1002 FG-NET images; validation people drawn "
+    "from both; no test set. It has seen every FG-NET person: NEVER score it on FG-NET.",
+}
 
 
 def _train(framework: str, argv: list[str]) -> int:
@@ -35,31 +46,51 @@ def _train(framework: str, argv: list[str]) -> int:
     return main(argv)
 
 
-def publish(run_dir: str | Path, framework: str, dest: str | Path) -> dict:
-    """Copies a pretraining run's best weights into ``dest`` with their card; returns the card."""
+def publish(run_dir: str | Path, framework: str, dest: str | Path, kind: str = "aaf") -> dict:
+    """Copies a finished run's best model into ``dest`` with its card; returns the card.
+
+    ``aaf``: the weights alone (``.pt`` state dict / ``.weights.h5``), for ``model.weights=aaf``.
+    ``general``: a predict-ready model (the ``best.pt`` checkpoint / ``model.keras``).
+    """
+    from common.predict import ModelCard
+
     run_dir, dest = Path(run_dir), Path(dest)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     cfg = to_dict(load_config(str(run_dir / "config.yaml")))
     folds = json.loads((run_dir / "folds.json").read_text())["folds"][cfg["fold"]]
     arch, size = cfg["model"]["name"], cfg["data"]["size"]
     dest.mkdir(parents=True, exist_ok=True)
-    tmp = dest / f".aaf-{framework}-{arch}.tmp"
-    if framework == "torch":
+    tmp = dest / f".{kind}-{framework}-{arch}.tmp"
+    if framework == "torch" and kind == "aaf":
         import torch
 
         state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
         torch.save(state["model"], tmp)
         suffix = ".pt"
-    else:
+    elif framework == "torch":
+        shutil.copyfile(run_dir / "best.pt", tmp)
+        suffix = ".pt"
+    elif kind == "aaf":
         shutil.copyfile(run_dir / "best.weights.h5", tmp)
         suffix = ".weights.h5"
+    else:
+        shutil.copyfile(run_dir / "model.keras", tmp)
+        suffix = ".keras"
     sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    stem = f"aaf-{framework}-{arch}-{size}px-{sha[:8]}"
+    stem = f"{kind}-{framework}-{arch}-{size}px-{sha[:8]}"
     weights_file = dest / f"{stem}{suffix}"
     tmp.replace(weights_file)
+    predict_card = ModelCard.from_config(
+        framework,
+        cfg,
+        metrics.get("calibration"),
+        preprocess=metrics["preprocess"],
+        source=str(run_dir),
+    )
     test = metrics.get("test", {})
     card = {
-        "name": f"{framework}/{arch}/aaf",
+        **asdict(predict_card),
+        "name": f"{framework}/{arch}/{kind}",
         "framework": framework,
         "arch": arch,
         "input_size": cfg["model"]["input_size"] or size,
@@ -70,15 +101,14 @@ def publish(run_dir: str | Path, framework: str, dest: str | Path) -> dict:
         },
         "loss": cfg["loss"]["name"],
         "num_classes": cfg["data"]["num_classes"],
-        "data": "All-Age-Faces (half-resolution copy), deduplicated: byte-identical files kept "
-        "once, groups with conflicting ages dropped; official split, val.txt people as test",
+        "data": DATA[kind],
         "people": {part: len(folds[part]) for part in ("train", "val", "test")},
         "preprocess": metrics["preprocess"],
         "fold_hash": metrics["fold_hash"],
-        "initialised_from": "ImageNet" if metrics["pretrained"] else "scratch",
-        "aaf_val_mae": metrics["best_val_mae"],
-        "aaf_test_mae": metrics.get("test_mae"),
-        "aaf_test_mae_by_decade": test.get("mae_by_decade"),
+        "initialised_from": _initialised_from(cfg["model"]["weights"], metrics["pretrained"]),
+        "val_mae": metrics["best_val_mae"],
+        "test_mae": metrics.get("test_mae"),
+        "test_mae_by_decade": test.get("mae_by_decade"),
         "calibration": metrics.get("calibration"),
         "epochs": metrics["epochs_run"],
         "best_epoch": metrics["best_epoch"] + 1,
@@ -98,6 +128,14 @@ def publish(run_dir: str | Path, framework: str, dest: str | Path) -> dict:
     return card
 
 
+def _initialised_from(weights: str, pretrained: bool) -> str:
+    if not pretrained:
+        return "scratch"
+    return {"aaf": "AAF-pretrained weights", "imagenet": "ImageNet", "auto": "ImageNet"}.get(
+        weights, weights
+    )
+
+
 def card_markdown(card: dict) -> str:
     people = card["people"]
     lines = [
@@ -110,44 +148,51 @@ def card_markdown(card: dict) -> str:
         f"{people['val']} / {people['test']}",
         f"- **Preprocessing:** crop {card['crop']['size']} px, margin {card['crop']['margin']}, "
         f"detector {card['crop']['detector']}; cache key `{card['preprocess'][:16]}`",
-        f"- **AAF validation MAE:** {card['aaf_val_mae']:.2f} years; **AAF test MAE:** "
-        f"{card['aaf_test_mae']:.2f} years",
+        f"- **Validation MAE:** {card['val_mae']:.2f} years; **test MAE:** "
+        + (
+            f"{card['test_mae']:.2f} years"
+            if card["test_mae"] is not None
+            else "none (no test set)"
+        ),
+        f"- **Calibration temperature:** {card['temperature']:.3f} (fitted on validation people)",
         f"- **Training:** {card['epochs']} epochs (best {card['best_epoch']}), "
         f"{card['train_minutes']} min on {card['device']}",
         f"- **Versions:** {', '.join(f'{k} {v}' for k, v in card['versions'].items())}",
         f"- **Weights:** `{card['weights_file']}`, sha256 `{card['sha256']}`",
         f"- **Licence:** {card['licence']}",
         "",
-        "Never evaluate a model fine-tuned from these weights on All-Age-Faces' training people.",
+        "Never evaluate this model, or one fine-tuned from it, on the people it was trained on"
+        + (": it has seen every FG-NET person." if card["name"].endswith("general") else "."),
     ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kind", choices=list(PRESETS), default="aaf")
     parser.add_argument("--framework", choices=["torch", "keras"], default="torch")
     parser.add_argument("--model", default="mobilenet_v2")
-    parser.add_argument("--run-dir", help="run folder (default: runs/pretrain-FRAMEWORK-MODEL)")
+    parser.add_argument("--run-dir", help="run folder (default: runs/KIND-FRAMEWORK-MODEL)")
     parser.add_argument("--publish-only", action="store_true", help="publish a finished run")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the preset")
     args = parser.parse_args(argv)
     import weights
 
-    run_dir = Path(args.run_dir or f"runs/pretrain-{args.framework}-{args.model}")
+    run_dir = Path(args.run_dir or f"runs/{args.kind}-{args.framework}-{args.model}")
     if not args.publish_only:
         resume = ["resume=true"] if (run_dir / "config.yaml").is_file() else []
-        train_args = [PRESET, f"model.name={args.model}", f"run_dir={run_dir}", *resume]
-        code = _train(args.framework, train_args + args.overrides)
+        train_args = [PRESETS[args.kind], f"model.name={args.model}", f"run_dir={run_dir}"]
+        code = _train(args.framework, train_args + resume + args.overrides)
         if code:
             return code
     if not (run_dir / "metrics.json").is_file():
         print(f"error: {run_dir} has no finished run (metrics.json)", file=sys.stderr)
         return 1
-    card = publish(run_dir, args.framework, weights.trained_weights_dir())
+    card = publish(run_dir, args.framework, weights.trained_weights_dir(), args.kind)
+    use = "model.weights=aaf" if args.kind == "aaf" else "agezoo predict (the default model)"
     print(
-        f"published {card['weights_file']} (AAF val MAE {card['aaf_val_mae']:.2f}, test MAE "
-        f"{card['aaf_test_mae']:.2f}) in {weights.trained_weights_dir()}; "
-        f"use it with model.weights=aaf"
+        f"published {card['weights_file']} (validation MAE {card['val_mae']:.2f}) in "
+        f"{weights.trained_weights_dir()}; use it with {use}"
     )
     return 0
 

@@ -104,7 +104,8 @@ def holdout_split(
 ) -> list[Fold]:
     """A single train / validation / test split of the people."""
     people = _unique_people(persons)
-    n_test = max(1, int(round(test_fraction * len(people))))
+    n_test = int(round(test_fraction * len(people)))
+    n_test = max(1, n_test) if test_fraction > 0 else 0  # 0: everyone trains (a final model)
     rng = np.random.default_rng(seed)
     test_idx = set(rng.choice(len(people), size=n_test, replace=False).tolist())
     test = tuple(p for i, p in enumerate(people) if i in test_idx)

@@ -184,7 +184,7 @@ def test_pretrain_publishes_weights_that_aaf_loads(framework, fake_aaf, tmp_path
     card = json.loads(card_file.read_text())
     assert card["people"] == {"train": 4, "val": 1, "test": 1}
     assert card_file.with_name(card_file.name.replace(".json", ".md")).is_file()
-    assert np.isfinite(card["aaf_val_mae"]) and card["initialised_from"] == "scratch"
+    assert np.isfinite(card["val_mae"]) and card["initialised_from"] == "scratch"
 
     model = create_model("mobilenet_v2", 101, "aaf", 32)
     assert model.pretrained
@@ -211,3 +211,42 @@ def test_pretrain_publishes_weights_that_aaf_loads(framework, fake_aaf, tmp_path
         fh.write(b"tampered")
     with pytest.raises(ValueError, match="does not match"):
         create_model("mobilenet_v2", 101, "aaf", 32)
+
+
+@pytest.mark.slow
+@pytest.mark.fgnet
+def test_make_model_writes_the_default_predict_model(fgnet_dir, fake_aaf, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    import json
+
+    import weights
+    from common import pretrain
+    from common.predict import load_predictor
+
+    monkeypatch.setenv("AGEZOO_AAF_DIR", str(fake_aaf))
+    monkeypatch.setenv("AGEZOO_WEIGHTS_DIR", str(tmp_path / "no-weights"))
+    tiny = ["data.size=32", "optim.epochs=1", "data.detector=haar", "tensorboard=false"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        assert pretrain.main(["--run-dir", str(tmp_path / "aaf"), "model.weights=none", *tiny]) == 0
+        assert weights.default_age_model() is None
+        code = pretrain.main(
+            [
+                "--kind",
+                "general",
+                "--run-dir",
+                str(tmp_path / "gen"),
+                "max_steps_per_epoch=2",
+                *tiny,
+            ]
+        )
+    assert code == 0
+    assert weights.default_age_model() == "torch/mobilenet_v2/general"
+    (card_file,) = weights.trained_weights_dir().glob("general-torch-*.card.json")
+    card = json.loads(card_file.read_text())
+    assert "NEVER score it on FG-NET" in card["data"] and card["test_mae"] is None
+    assert card["initialised_from"] == "AAF-pretrained weights"
+    predictor = load_predictor(None)  # what agezoo predict uses when no model is named
+    assert predictor.card.temperature == card["temperature"]
+    out = predictor.estimate(make_synthetic(2, 1, size=32).images)
+    assert np.isfinite(out["age"]).all() and (out["std"] > 0).all()

@@ -151,13 +151,30 @@ def load_pretrained(weights: str, arch: str, load: Callable[[], object]) -> bool
 
 
 def age_models() -> list[str]:
-    """Names of the registered trained age models (usable by ``agezoo predict --model``)."""
-    return sorted(name for name, e in ENTRIES.items() if e.task == "age")
+    """Names of the trained age models: registered ones and general models trained here."""
+    return sorted({*(n for n, e in ENTRIES.items() if e.task == "age"), *_local_general()})
 
 
 def default_age_model() -> str | None:
+    """The registered default, else the newest general model trained here (PyTorch first)."""
     defaults = [name for name, e in ENTRIES.items() if e.task == "age" and e.default]
-    return defaults[0] if defaults else None
+    if defaults:
+        return defaults[0]
+    local = sorted(_local_general(), key=lambda n: (not n.startswith("torch/"), n))
+    return local[0] if local else None
+
+
+def _local_general() -> dict[str, Path]:
+    """``FRAMEWORK/ARCH/general`` → its newest card, from ``make model``."""
+    import json
+
+    found: dict[str, Path] = {}
+    for folder in (weights_dirs()[0], trained_weights_dir()):
+        if not folder.is_dir():
+            continue
+        for card in sorted(folder.glob("general-*.card.json"), key=lambda c: c.stat().st_mtime):
+            found[json.loads(card.read_text())["name"]] = card
+    return found
 
 
 def trained_weights_dir() -> Path:
@@ -173,6 +190,9 @@ def age_model_file(name: str) -> Path:
     Raises KeyError for a name that is no age model, WeightsUnavailableError when the file can
     be had neither locally nor from its URL.
     """
+    local = _local_general()
+    if name in local:
+        return _file_of_card(local[name])
     entry = ENTRIES.get(name)
     if entry is None or entry.task != "age":
         raise KeyError(name)
@@ -208,8 +228,6 @@ def aaf_weights(framework: str, arch: str) -> Path:
     Looks for ``aaf-FRAMEWORK-ARCH-*.card.json`` (written by ``make pretrain``) in
     ``$AGEZOO_WEIGHTS_DIR`` and the cache; the weights file its card names must match its hash.
     """
-    import json
-
     dirs = [d for d in (weights_dirs()[0], trained_weights_dir()) if d.is_dir()]
     cards = [c for d in dirs for c in d.glob(f"aaf-{framework}-{arch}-*.card.json")]
     if not cards:
@@ -218,7 +236,13 @@ def aaf_weights(framework: str, arch: str) -> Path:
             f"no AAF-pretrained {framework} {arch} weights in {where}; train them with "
             f"`make pretrain FRAMEWORK={framework} MODEL={arch}` (needs AGEZOO_AAF_DIR)"
         )
-    card_file = max(cards, key=lambda c: c.stat().st_mtime)
+    return _file_of_card(max(cards, key=lambda c: c.stat().st_mtime))
+
+
+def _file_of_card(card_file: Path) -> Path:
+    """The weights file a model card names, checked against the card's sha256."""
+    import json
+
     card = json.loads(card_file.read_text())
     path = card_file.parent / card["weights_file"]
     if not path.is_file():
