@@ -35,9 +35,8 @@ def build_models(folder: Path, size: int, detector: str) -> dict[str, Path]:
     import torch
 
     import weights as weight_registry
-    from tf_impl.convert import port_state_dict
+    from tf_impl.convert import port_torch_age_model
     from tf_impl.export import export_keras
-    from tf_impl.models import backbone_of
     from tf_impl.models import create_model as keras_model
     from torch_impl.export import export_onnx
     from torch_impl.models import create_model
@@ -56,11 +55,7 @@ def build_models(folder: Path, size: int, detector: str) -> dict[str, Path]:
     onnx_report = export_onnx(torch_run, torch_run / "model.onnx")
 
     kmodel = keras_model("mobilenet_v2", 101, "none", size)
-    state = {k[len("backbone.") :]: v for k, v in model.state_dict().items()}
-    port_state_dict(backbone_of(kmodel), state)
-    kmodel.get_layer("age_head").set_weights(
-        [model.head.weight.detach().numpy().T, model.head.bias.detach().numpy()]
-    )
+    port_torch_age_model(model, kmodel)
     keras_run = folder / "keras-run"
     keras_run.mkdir()
     kmodel.save(keras_run / "model.keras")

@@ -236,17 +236,12 @@ def test_onnx_export_parity_and_its_path_imports_no_framework(torch_run, tmp_pat
 def test_keras_export_and_frameworks_agree_on_ages(torch_run, tmp_path):
     """Same weights (torch MobileNetV2 ported to Keras), same crops → same ages within 0.01."""
     keras = pytest.importorskip("keras")
-    from tf_impl.convert import port_state_dict
+    from tf_impl.convert import port_torch_age_model
     from tf_impl.export import export_keras
-    from tf_impl.models import backbone_of, create_model
+    from tf_impl.models import create_model
 
-    tmodel = _torch_model()
     kmodel = create_model("mobilenet_v2", 101, "none", SIZE)
-    state = {k[len("backbone.") :]: v for k, v in tmodel.state_dict().items()}
-    port_state_dict(backbone_of(kmodel), state)
-    kmodel.get_layer("age_head").set_weights(
-        [tmodel.head.weight.detach().numpy().T, tmodel.head.bias.detach().numpy()]
-    )
+    port_torch_age_model(_torch_model(), kmodel)
     run = tmp_path / "keras-run"
     run.mkdir()
     kmodel.save(run / "model.keras")

@@ -132,3 +132,15 @@ def load_torchvision_mobilenet_v2(model: keras.Model) -> None:
     tmp = cached.with_name(f".{cached.stem}.tmp.weights.h5")
     model.save_weights(tmp)
     tmp.replace(cached)
+
+
+def port_torch_age_model(torch_model, keras_model: keras.Model) -> None:
+    """Copies a PyTorch MobileNetV2 age model (backbone and age head) into the Keras one."""
+    from tf_impl.models import backbone_of
+
+    state = torch_model.state_dict()
+    backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+    port_state_dict(backbone_of(keras_model), backbone)
+    keras_model.get_layer("age_head").set_weights(
+        [np.asarray(state["head.weight"]).T, np.asarray(state["head.bias"])]
+    )

@@ -15,13 +15,12 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from common.predict import ModelNotFoundError
+from common.predict import ModelNotFoundError, images_per_second
 from common.results import atomic_write_text
 from common.synthetic import make_synthetic
 from tf_impl.predictor import card_path, load_keras_model
@@ -41,7 +40,7 @@ def export_keras(run_dir: str | Path, out: str | Path | None = None) -> dict:
     faces = make_synthetic(n_persons=8, images_per_person=1, size=card.size, seed=12345).images
     x = faces.astype(np.float32)
     ref = keras.ops.convert_to_numpy(model(x, training=False))
-    report = {"keras_images_per_s": _speed(lambda b: model(b, training=False), x)}
+    report = {"keras_images_per_s": images_per_second(lambda b: model(b, training=False), x)}
 
     keras_file = out / "age_model.keras"
     tmp = out / ".tmp.age_model.keras"
@@ -68,22 +67,15 @@ def export_keras(run_dir: str | Path, out: str | Path | None = None) -> dict:
         _check(diff, saved)
         report.update(saved_model=str(saved), saved_model_megabytes=_dir_megabytes(saved))
         report["saved_model_max_abs_logit_diff"] = diff
-        report["saved_model_images_per_s"] = _speed(lambda b: loaded.serve(tf.constant(b)), x)
+        report["saved_model_images_per_s"] = images_per_second(
+            lambda b: loaded.serve(tf.constant(b)), x
+        )
     return report
 
 
 def _check(diff: float, what: Path) -> None:
     if not diff <= TOLERANCE:
         raise ValueError(f"{what}: logits differ from the run's model by {diff:.2e}")
-
-
-def _speed(fn, x: np.ndarray, repeats: int = 3) -> float:
-    batch = np.concatenate([x] * 4)
-    fn(batch)
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn(batch)
-    return round(repeats * len(batch) / (time.perf_counter() - t0), 1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,6 @@ import argparse
 import io
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ import torch
 from torch import nn
 
 from common.onnx_predictor import CARD_KEY, load_onnx_predictor
-from common.predict import ModelNotFoundError
+from common.predict import ModelNotFoundError, images_per_second
 from common.results import atomic_write_bytes
 from common.synthetic import make_synthetic
 from torch_impl.models import AgeModel
@@ -82,8 +81,7 @@ def export_onnx(source: str | Path, out: str | Path | None = None, opset: int = 
     atomic_write_bytes(out, buf.getvalue())
 
     faces = parity_faces(card.size)
-    with torch.no_grad():
-        ref = graph(torch.from_numpy(faces.astype(np.float32))).numpy()
+    ref = _run(graph, faces)
     predictor = load_onnx_predictor(out)
     got = predictor.outputs(faces)
     diff = float(np.abs(got - ref).max())
@@ -96,21 +94,14 @@ def export_onnx(source: str | Path, out: str | Path | None = None, opset: int = 
         "onnx": str(out),
         "megabytes": round(out.stat().st_size / 1e6, 2),
         "max_abs_logit_diff": diff,
-        "images_per_s": _speed(lambda x: predictor.outputs(x), faces),
-        "torch_images_per_s": _speed(
-            lambda x: graph(torch.from_numpy(x.astype(np.float32))), faces
-        ),
+        "images_per_s": images_per_second(predictor.outputs, faces),
+        "torch_images_per_s": images_per_second(lambda x: _run(graph, x), faces),
     }
 
 
-def _speed(fn, faces: np.ndarray, repeats: int = 3) -> float:
-    batch = np.concatenate([faces] * 4)
-    with torch.no_grad():
-        fn(batch)
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            fn(batch)
-    return round(repeats * len(batch) / (time.perf_counter() - t0), 1)
+@torch.no_grad()
+def _run(graph: nn.Module, faces: np.ndarray) -> np.ndarray:
+    return graph(torch.from_numpy(faces.astype(np.float32))).numpy()
 
 
 def main(argv: list[str] | None = None) -> int:
