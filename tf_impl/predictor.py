@@ -35,7 +35,8 @@ def run_card(run_dir: str | Path, framework: str = "keras") -> ModelCard:
 
 def keras_predictor(model: keras.Model, card: ModelCard) -> Predictor:
     def forward(images: np.ndarray) -> np.ndarray:
-        return keras.ops.convert_to_numpy(model(images, training=False)).astype(np.float32)
+        # predict_on_batch runs a compiled function: about 2x the eager call on CPU.
+        return np.asarray(model.predict_on_batch(images), dtype=np.float32)
 
     return Predictor(card, forward)
 
