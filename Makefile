@@ -8,7 +8,7 @@ PRESET  ?= default
 DATASET ?= fgnet
 MODEL   ?=
 
-.PHONY: setup data test lint format train-tf train-torch pretrain model predict export bench bench-preprocess clean-venv
+.PHONY: setup data test lint format train-tf train-torch pretrain model predict export gpu-bundle gpu-dry bench bench-preprocess clean-venv
 
 setup: $(STAMP)
 
@@ -61,6 +61,22 @@ pretrain: setup
 # make model FRAMEWORK=torch|keras: the general model (AAF + all FG-NET) agezoo predict defaults to
 model: setup
 	$(PY) -m common.pretrain --kind general --framework $(FRAMEWORK) $(ARGS)
+
+# The GPU check (benchmarks/gpu_check.sh) needs what the GPU machine's image lacks: Keras and
+# FG-NET, put into the git-ignored gpu-bundle/ (run the check there with OUT=... bash ...).
+gpu-bundle: setup
+	$(PY) -m benchmarks.gpu_bundle
+
+# Its CPU dry run, in a venv that mirrors the GPU image: no TensorFlow, Keras on JAX from the
+# bundle's wheels, torch from the local wheels.
+GPU_DRY_VENV := .venv-gpu-dry
+gpu-dry: gpu-bundle
+	test -x $(GPU_DRY_VENV)/bin/python || $(PYTHON) -m venv $(GPU_DRY_VENV)
+	$(GPU_DRY_VENV)/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 jax \
+	  numpy 'opencv-python-headless<5' pillow scipy scikit-learn pyyaml tqdm matplotlib \
+	  onnxruntime h5py absl-py rich ml-dtypes packaging
+	$(GPU_DRY_VENV)/bin/python -m pip uninstall --quiet --yes triton 2>/dev/null || true
+	GPU_CHECK_DRY=1 PY=$(GPU_DRY_VENV)/bin/python OUT=runs/gpu-check-dry bash benchmarks/gpu_check.sh
 
 # make bench PRESET=lopo-frozen (configs/bench-*.yaml); ARGS="--shard 0/2" etc.
 bench: setup

@@ -1,44 +1,139 @@
 #!/usr/bin/env bash
-# One-GPU check, about 8 minutes: the throughput matrix (PyTorch with AMP + channels-last,
-# Keras with mixed precision on the installed backend) and the `paper` preset for PyTorch
-# resnet50 on a few LOPO folds with a short schedule. Prints a short table last.
-# Usage: AGEZOO_FGNET_DIR=... bash benchmarks/gpu_check.sh [OUT_DIR]
+# The GPU check: throughput (bare model vs the project's pipeline) of PyTorch with AMP (bf16)
+# and channels-last, and of Keras 3 on JAX with mixed precision, for the design-card models at
+# their paper sizes (ResNet-50 @224, ResNet-34 @224, InceptionV3 @299) and MobileNetV2 @224;
+# then a short `paper`-preset run (PyTorch ResNet-50, Keras ResNet-34) on a few FG-NET LOPO folds.
+#
+# Runs on the GPU machine's image from the repository root, with its own `python3` (3.12,
+# torch 2.11, JAX, no TensorFlow or Keras): Keras comes from the wheels `make gpu-bundle` put in
+# gpu-bundle/, installed into a temporary folder, and FG-NET from gpu-bundle/fgnet unless
+# AGEZOO_FGNET_DIR is set. Every step has its own timeout, and steps are skipped once the
+# budget (GPU_CHECK_BUDGET seconds, default 450) is spent, so a hung step cannot eat the rest.
+# Writes at most 4 files into $OUT: summary.txt, steps.log, results.tgz (all JSON and logs) and
+# env.txt.
+#
+#   OUT=/some/dir bash benchmarks/gpu_check.sh         # on the GPU machine (8 min at most)
+#   GPU_CHECK_DRY=1 bash benchmarks/gpu_check.sh       # the CPU dry run: tiny sizes, ~3 min
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
-OUT=${1:-runs/gpu-check}
-mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-echo "keras backend: $($PY -c 'import keras; print(keras.config.backend())' 2>/dev/null)" | tee -a "$OUT/gpu.txt"
+DRY=${GPU_CHECK_DRY:-0}
+PY=${PY:-python3}
+OUT=${OUT:-runs/gpu-check}
+BUDGET=${GPU_CHECK_BUDGET:-$([ "${GPU_CHECK_DRY:-0}" = 1 ] && echo 900 || echo 450)}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+mkdir -p "$OUT" "$WORK/logs" "$WORK/json"
+: >"$OUT/steps.log"
+: >"$OUT/summary.txt"
 
-table="$OUT/table.txt"
-: > "$table"
-run() { timeout 150 "$PY" -m benchmarks.throughput --out "$OUT" "$@" 2>>"$OUT/stderr.log" | tail -1 | tee -a "$table"; }
+export PYTHONPATH="$PWD"
+export AGEZOO_CACHE="$WORK/cache"
+export KERAS_BACKEND=${KERAS_BACKEND:-jax}
+export TF_CPP_MIN_LOG_LEVEL=3
+if [ -z "${AGEZOO_FGNET_DIR:-}" ] && [ -d gpu-bundle/fgnet/images ]; then
+  export AGEZOO_FGNET_DIR="$PWD/gpu-bundle/fgnet"
+fi
+if ! "$PY" -c "import keras" 2>/dev/null; then
+  # Wheels for another Python fail to install and are skipped; the import check below decides.
+  for wheel in gpu-bundle/wheels/*.whl; do
+    "$PY" -m pip install --quiet --no-index --no-deps --target "$WORK/site" "$wheel" \
+      >>"$WORK/logs/pip.log" 2>&1 || true
+  done
+  export PYTHONPATH="$WORK/site:$PYTHONPATH"
+fi
+
+{
+  echo "date: $(date -u +%FT%TZ)"
+  command -v nvidia-smi >/dev/null &&
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  "$PY" - <<'PYEOF'
+import platform
+print("python", platform.python_version())
+for name in ("torch", "torchvision", "jax", "keras", "numpy", "cv2"):
+    try:
+        module = __import__(name)
+        print(name, module.__version__)
+    except Exception as exc:  # report, do not stop the check
+        print(name, "unavailable:", type(exc).__name__, exc)
+try:
+    import keras
+    print("keras backend:", keras.config.backend())
+except Exception:
+    pass
+try:
+    import torch
+    print("torch cuda:", torch.cuda.is_available(),
+          torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
+except Exception:
+    pass
+PYEOF
+} >"$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+step() {  # step NAME TIMEOUT_S COMMAND...: runs it unless the budget is spent, logs rc and time
+  local name=$1 limit=$2
+  shift 2
+  if [ "$SECONDS" -ge "$BUDGET" ]; then
+    printf '%-36s skipped (budget of %ss spent)\n' "$name" "$BUDGET" | tee -a "$OUT/steps.log"
+    return 0
+  fi
+  local left=$((BUDGET - SECONDS))
+  [ "$limit" -gt "$left" ] && limit=$left
+  local t0=$SECONDS
+  timeout "$limit" "$@" >"$WORK/logs/$name.log" 2>&1
+  local rc=$?
+  printf '%-36s rc=%-3s %4ss\n' "$name" "$rc" "$((SECONDS - t0))" | tee -a "$OUT/steps.log"
+  grep -h "img/s" "$WORK/logs/$name.log" | tail -1 >>"$OUT/summary.txt"
+}
+
+if [ "$DRY" = 1 ]; then  # every step once, as small as each model allows
+  S224=32 S299=75 B=4 STEPS=1 WARMUP=0 REPEATS=1 EPOCHS=1 FOLDS=1 MAXSTEPS=1 LIMIT=150
+else
+  S224=224 S299=299 B=128 STEPS=20 WARMUP=1 REPEATS=3 EPOCHS=6 FOLDS=3 MAXSTEPS=0 LIMIT=110
+fi
+
+bench() {  # bench FRAMEWORK MODEL SIZE PRECISION MODE [BATCH]
+  step "$1-$2-$3px-$5-$4" "$LIMIT" "$PY" -m benchmarks.throughput --framework "$1" \
+    --model "$2" --size "$3" --precision "$4" --mode "$5" --batch "${6:-$B}" --steps "$STEPS" \
+    --warmup "$WARMUP" --repeats "$REPEATS" --out "$WORK/json"
+}
 for mode in train infer; do
-  run --framework torch --model resnet50 --size 224 --batch 128 --mode "$mode" --precision bf16 --steps 20
-  run --framework torch --model resnet50 --size 224 --batch 128 --mode "$mode" --precision fp32 --steps 10
-  run --framework keras --model resnet34 --size 224 --batch 128 --mode "$mode" --precision fp16 --steps 20
-  run --framework keras --model inception_v3 --size 299 --batch 64 --mode "$mode" --precision fp16 --steps 20
+  bench torch resnet50 "$S224" bf16 "$mode"
+  bench torch mobilenet_v2 "$S224" bf16 "$mode"
+  bench keras resnet34 "$S224" bf16 "$mode"
+  bench keras inception_v3 "$S299" bf16 "$mode" $((B / 2 > 1 ? B / 2 : 2))
+  bench keras mobilenet_v2 "$S224" bf16 "$mode"
 done
 
-# The paper preset, PyTorch resnet50 only, 2 folds, a short schedule (ImageNet weights when
-# the machine can download them; otherwise from scratch, as the result records).
-cat > "$OUT/paper-short.yaml" <<'YAML'
+# The paper preset's recipe on a few LOPO folds, short schedule; no ImageNet weights can be had
+# offline, so both train from scratch (recorded as pretrained: false).
+cat >"$WORK/paper-short.yaml" <<YAML
 name: paper-short
 mode: finetune
-data: {dataset: fgnet, size: 224}
+data: {dataset: fgnet, size: $S224}
 protocol: {kind: lopo, val_fraction: 0.1}
 train:
-  optim: {name: sgd, lr: 0.01, momentum: 0.9, weight_decay: 0.0005, batch_size: 64, epochs: 6,
-          schedule: step, step_size: 4, gamma: 0.1}
+  optim: {name: sgd, lr: 0.01, momentum: 0.9, weight_decay: 0.0005, batch_size: 64,
+          epochs: $EPOCHS, schedule: step, step_size: 4, gamma: 0.1}
+  max_steps_per_epoch: $MAXSTEPS
 cells:
   - {framework: torch, model: resnet50, loss: mean_variance, weights: auto}
+  - {framework: keras, model: resnet34, loss: mean_variance, weights: auto}
 YAML
-timeout 200 "$PY" -m benchmarks.run "$OUT/paper-short.yaml" --out "$OUT/paper-short" --folds 2 \
-  2>>"$OUT/stderr.log" | tail -3
+step paper-short-lopo $((DRY == 1 ? 240 : 200)) "$PY" -m benchmarks.run "$WORK/paper-short.yaml" \
+  --out "$WORK/paper-short" --folds "$FOLDS" --no-report
+"$PY" - "$WORK/paper-short" >>"$OUT/summary.txt" 2>>"$WORK/logs/summary.log" <<'PYEOF'
+import json, sys
+from pathlib import Path
+for path in sorted(Path(sys.argv[1]).glob("results/*/*.json")):
+    r = json.loads(path.read_text())
+    print(f"paper-short {r['cell']:32s} {r['fold']:10s} MAE {r['fold_mae']:6.2f}  "
+          f"train {r['train_seconds']:6.1f} s  pretrained {r['pretrained']}  {r['device']}")
+PYEOF
 
+tar -czf "$OUT/results.tgz" -C "$WORK" json logs $(cd "$WORK" && ls -d paper-short 2>/dev/null)
 echo
-echo "== agezoo GPU check =="
-cat "$OUT/gpu.txt"
-cat "$table"
-grep -h '"fold_mae"' "$OUT"/paper-short/results/*/*.json 2>/dev/null | head -5
+echo "== agezoo GPU check ($( [ "$DRY" = 1 ] && echo 'CPU dry run' || echo GPU), ${SECONDS}s) =="
+cat "$OUT/steps.log"
+echo
+cat "$OUT/summary.txt"

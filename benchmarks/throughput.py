@@ -154,7 +154,8 @@ def keras_bench(args) -> dict:
 
     gpus = train._gpus()
     if gpus and args.precision != "fp32":
-        keras.mixed_precision.set_global_policy("mixed_float16")
+        policy = "mixed_bfloat16" if args.precision == "bf16" else "mixed_float16"
+        keras.mixed_precision.set_global_policy(policy)
     model = create_model(args.model, num_outputs("mean_variance"), "none", args.size)
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (args.batch, args.size, args.size, 3)).astype("float32")

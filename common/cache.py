@@ -34,7 +34,7 @@ from common.faces import (
 )
 
 # Bump when the alignment code changes in a way that alters the pixels.
-PREPROCESS_VERSION = 2
+PREPROCESS_VERSION = 3
 
 
 @dataclass

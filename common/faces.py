@@ -32,7 +32,7 @@ AAF_RIGHT_EYE = tuple(range(25, 31))
 EYE_POINTS = {68: (FGNET_LEFT_EYE, FGNET_RIGHT_EYE), 49: (AAF_LEFT_EYE, AAF_RIGHT_EYE)}
 
 # Landmark eyes are trusted only inside these bounds (else the image takes the detector path).
-MAX_EYE_ANGLE_DEG = 30.0
+MAX_EYE_ANGLE_DEG = 60.0  # FG-NET has genuinely tilted heads up to 45°
 EYE_DISTANCE_RANGE = (0.08, 0.7)  # fraction of the image width
 
 # Where the eyes sit relative to an OpenCV frontal-face box (fractions of its width / height),
@@ -162,7 +162,7 @@ def implausible_eyes(eyes: np.ndarray, shape: tuple[int, ...]) -> str | None:
     """Why landmark eyes cannot be right for an image of this shape, or ``None`` if plausible.
 
     Catches landmark files that belong to another image or are garbled: eyes outside the image,
-    too close or too far apart for a face, or tilted beyond ±30°.
+    too close or too far apart for a face, or tilted beyond ±60°.
     """
     h, w = shape[:2]
     if not ((eyes >= 0).all() and (eyes[:, 0] < w).all() and (eyes[:, 1] < h).all()):

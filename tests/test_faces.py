@@ -100,7 +100,7 @@ def test_haar_path_finds_fgnet_faces_near_their_landmarks(fgnet_dir):
     errors = []
     for rec in records:
         image = load_rgb(rec.path)
-        out = align_face(image, AlignSpec(size=64), landmarks=None)
+        out = align_face(image, AlignSpec(size=64, detector="haar"), landmarks=None)
         truth = faces.eyes_from_landmarks(rec.landmarks)
         if out.method in ("haar_eyes", "haar_face"):
             iod = np.linalg.norm(truth[1] - truth[0])

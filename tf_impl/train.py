@@ -192,6 +192,10 @@ def _gpus() -> int:
         import torch
 
         return torch.cuda.device_count()
+    if backend == "jax":
+        import jax
+
+        return sum(d.platform == "gpu" for d in jax.devices())
     return 0
 
 
