@@ -118,7 +118,7 @@ def test_implausible_eyes_rules():
     assert implausible_eyes(np.array([[30.0, 40], [70, 40]]), shape) is None
     assert "outside" in implausible_eyes(np.array([[-3.0, 40], [70, 40]]), shape)
     assert "apart" in implausible_eyes(np.array([[49.0, 40], [51, 40]]), shape)
-    assert "tilted" in implausible_eyes(np.array([[30.0, 20], [60, 60]]), shape)
+    assert "tilted" in implausible_eyes(np.array([[40.0, 20], [50, 70]]), shape)
 
 
 def test_official_split_and_root(fake_aaf, monkeypatch):
