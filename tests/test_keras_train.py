@@ -149,3 +149,17 @@ def test_augment_is_one_similarity_plus_flip():
     moved = keras.ops.convert_to_numpy(FaceAugment(seed=2)(x, training=True))
     assert moved.shape == x.shape and not np.allclose(moved, x)
     assert moved.min() >= 0 and moved.max() <= 255
+
+
+@pytest.mark.parametrize("epochs", [1, 4, 9])
+def test_step_schedule_shorter_than_one_step(epochs):
+    """A step schedule whose first drop lies beyond the run keeps the first rate."""
+    cfg = load_config(
+        None, [f"optim.epochs={epochs}", "optim.schedule=step", "optim.step_size=4",
+               "optim.lr=0.01", "optim.gamma=0.1", "optim.name=sgd"]
+    )
+    opt = train.make_optimizer(cfg, steps_per_epoch=10)
+    rate = opt.learning_rate
+    schedule = opt._learning_rate
+    last = float(schedule(10 * epochs - 1)) if callable(schedule) else float(rate)
+    assert last == pytest.approx(0.01 * 0.1 ** ((epochs - 1) // 4))

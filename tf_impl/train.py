@@ -79,8 +79,13 @@ def make_optimizer(cfg: Config, steps_per_epoch: int) -> keras.optimizers.Optimi
         lr = keras.optimizers.schedules.CosineDecay(o.lr, decay_steps=total)
     elif o.schedule == "step":
         bounds = list(range(o.step_size * steps_per_epoch, total, o.step_size * steps_per_epoch))
-        lr = keras.optimizers.schedules.PiecewiseConstantDecay(
-            bounds, [o.lr * o.gamma**i for i in range(len(bounds) + 1)]
+        # A run shorter than one step keeps the first rate (Keras refuses empty boundaries).
+        lr = (
+            keras.optimizers.schedules.PiecewiseConstantDecay(
+                bounds, [o.lr * o.gamma**i for i in range(len(bounds) + 1)]
+            )
+            if bounds
+            else o.lr
         )
     elif o.schedule == "constant":
         lr = o.lr
