@@ -95,8 +95,10 @@ def to_dict(cfg) -> dict:
 
 
 def comparable(cfg_dict: dict) -> dict:
-    """The settings a resumed run must share with the run it continues."""
-    return {k: v for k, v in cfg_dict.items() if k not in ("resume", "run_dir", "device")}
+    """The settings a resumed run must share with the run it continues (not where it runs,
+    or whether it logs to TensorBoard)."""
+    skip = ("resume", "run_dir", "device", "tensorboard")
+    return {k: v for k, v in cfg_dict.items() if k not in skip}
 
 
 def _coerce(value, tp, where: str):

@@ -100,6 +100,7 @@ def test_interrupted_run_resumes(tmp_path, monkeypatch, capsys):
 def test_resume_refuses_another_config(tmp_path):
     cfg, faces, fold, digest = _setup("optim.epochs=1")
     save_config(cfg, tmp_path / "config.yaml")
+    (tmp_path / "backup").mkdir()  # the state an interrupted run leaves
     other, *_ = _setup("optim.epochs=1", "optim.lr=0.1", "resume=true")
     with pytest.raises(ValueError, match="another config"):
         train.fit(other, faces, fold, digest, tmp_path, progress=False)

@@ -256,14 +256,15 @@ def fit(
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise ValueError(f"fold {fold.name}: no training or validation images")
     backup = run_dir / "backup"
-    if cfg.resume and (run_dir / "config.yaml").is_file():
-        old = to_dict(load_config(str(run_dir / "config.yaml")))
+    if cfg.resume and backup.is_dir():
+        old_path = run_dir / "config.yaml"
+        old = to_dict(load_config(str(old_path))) if old_path.is_file() else {}
         if comparable(old) != comparable(to_dict(cfg)):
             raise ValueError(
                 f"{run_dir}: its checkpoint was made with another config; "
                 "resume only with the same settings"
             )
-        if progress and backup.is_dir():
+        if progress:
             print(f"resuming {run_dir} from its last completed epoch")
     elif backup.exists():
         shutil.rmtree(backup)  # a fresh run in an old folder must not restore its state
