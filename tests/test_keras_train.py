@@ -156,8 +156,15 @@ def test_augment_is_one_similarity_plus_flip():
 def test_step_schedule_shorter_than_one_step(epochs):
     """A step schedule whose first drop lies beyond the run keeps the first rate."""
     cfg = load_config(
-        None, [f"optim.epochs={epochs}", "optim.schedule=step", "optim.step_size=4",
-               "optim.lr=0.01", "optim.gamma=0.1", "optim.name=sgd"]
+        None,
+        [
+            f"optim.epochs={epochs}",
+            "optim.schedule=step",
+            "optim.step_size=4",
+            "optim.lr=0.01",
+            "optim.gamma=0.1",
+            "optim.name=sgd",
+        ],
     )
     opt = train.make_optimizer(cfg, steps_per_epoch=10)
     rate = opt.learning_rate

@@ -1,4 +1,5 @@
-"""MobileNetV2 in Keras with torchvision's layout, and the port of torchvision's ImageNet weights.
+"""MobileNetV2 in Keras with torchvision's layout, and the port of torchvision's weights into it
+and into the hand-built ResNets of ``tf_impl.models``.
 
 Porting the same file into both frameworks lets them start from identical weights. The details
 that make the two agree to float precision:
@@ -110,10 +111,49 @@ def port_state_dict(model: keras.Model, state: dict) -> None:
         raise ValueError(f"torch weights not used by the Keras model: {sorted(left - used)[:5]}")
 
 
-def load_torchvision_mobilenet_v2(model: keras.Model) -> None:
-    """Fills the backbone with torchvision's ImageNet MobileNetV2 weights (cached after porting)."""
-    entry = weight_registry.ENTRIES["torch/mobilenet_v2/imagenet"]
-    cached = default_cache_dir() / "weights" / f"keras-mobilenet_v2-{entry.sha256[:8]}.weights.h5"
+def _resnet_torch_name(keras_name: str) -> str:
+    """``stage2_block1_down_conv`` → ``layer2.0.downsample.0``; ``stem_bn`` → ``bn1``."""
+    if keras_name.startswith("stem_"):
+        return {"stem_conv": "conv1", "stem_bn": "bn1"}[keras_name]
+    stage, block, part, kind = keras_name.split("_")
+    prefix = f"layer{stage.removeprefix('stage')}.{int(block.removeprefix('block')) - 1}"
+    if part == "down":
+        return f"{prefix}.downsample.{0 if kind == 'conv' else 1}"
+    return f"{prefix}.{kind}{part}"
+
+
+def port_resnet_state_dict(model: keras.Model, state: dict) -> None:
+    """Copies a torchvision ResNet-34 / ResNet-50 state dict into the hand-built Keras ResNet
+    of the same depth (``tf_impl.models``); every weight on both sides must be used."""
+    state = {k: np.asarray(v) for k, v in state.items()}
+    used = set()
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2D):
+            key = f"{_resnet_torch_name(layer.name)}.weight"
+            layer.set_weights([state[key].transpose(2, 3, 1, 0)])
+            used.add(key)
+        elif isinstance(layer, layers.BatchNormalization):
+            prefix = _resnet_torch_name(layer.name)
+            keys = [f"{prefix}.{k}" for k in ("weight", "bias", "running_mean", "running_var")]
+            layer.set_weights([state[k] for k in keys])
+            used.update(keys)
+    left = {k for k in state if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
+    if left - used:
+        raise ValueError(f"torch weights not used by the Keras model: {sorted(left - used)[:5]}")
+
+
+PORTS = {
+    "mobilenet_v2": port_state_dict,
+    "resnet34": port_resnet_state_dict,
+    "resnet50": port_resnet_state_dict,
+}
+
+
+def load_torchvision(model: keras.Model, arch: str) -> None:
+    """Fills a Keras backbone with torchvision's ImageNet weights of ``arch`` (ported once, then
+    cached as ``keras-ARCH-SHA8.weights.h5``)."""
+    entry = weight_registry.ENTRIES[f"torch/{arch}/imagenet"]
+    cached = default_cache_dir() / "weights" / f"keras-{arch}-{entry.sha256[:8]}.weights.h5"
     if cached.is_file():
         model.load_weights(cached)
         return
@@ -125,22 +165,31 @@ def load_torchvision_mobilenet_v2(model: keras.Model) -> None:
         import torch
     except ImportError as exc:
         raise WeightsUnavailableError(
-            "porting the torchvision MobileNetV2 weights needs PyTorch once: pip install torch"
+            f"porting torchvision's {arch} weights needs PyTorch once: pip install torch"
         ) from exc
-    port_state_dict(model, torch.load(path, map_location="cpu", weights_only=True))
+    PORTS[arch](model, torch.load(path, map_location="cpu", weights_only=True))
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_name(f".{cached.stem}.tmp.weights.h5")
     model.save_weights(tmp)
     tmp.replace(cached)
 
 
+def load_torchvision_mobilenet_v2(model: keras.Model) -> None:
+    """Fills the backbone with torchvision's ImageNet MobileNetV2 weights (cached after porting)."""
+    load_torchvision(model, "mobilenet_v2")
+
+
 def port_torch_age_model(torch_model, keras_model: keras.Model) -> None:
-    """Copies a PyTorch MobileNetV2 age model (backbone and age head) into the Keras one."""
+    """Copies a PyTorch age model (MobileNetV2, ResNet-34 or ResNet-50: backbone and age head)
+    into the Keras one of the same architecture."""
     from tf_impl.models import backbone_of
 
+    arch = torch_model.entry.name
+    if arch not in PORTS:
+        raise ValueError(f"no torch → Keras port for {arch}; known: {sorted(PORTS)}")
     state = torch_model.state_dict()
     backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
-    port_state_dict(backbone_of(keras_model), backbone)
+    PORTS[arch](backbone_of(keras_model), backbone)
     keras_model.get_layer("age_head").set_weights(
         [np.asarray(state["head.weight"]).T, np.asarray(state["head.bias"])]
     )

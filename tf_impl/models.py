@@ -70,7 +70,12 @@ register = REGISTRY.register
 list_models = REGISTRY.names
 
 
-# ------------------------------------------------------------------ ResNet-34 by hand
+# ------------------------------------------------------------------ ResNets in torchvision's layout
+# Built by hand so that a Keras ResNet is the same network as torchvision's: bias-free
+# convolutions, BatchNorm with torchvision's epsilon and momentum (PyTorch 0.1 = Keras 0.9),
+# symmetric padding, and ResNet v1.5 bottlenecks (the stride in the 3×3 convolution;
+# keras.applications.ResNet50 is v1, stride in the first 1×1, with biased convolutions).
+# torchvision's ImageNet weights port into them (tf_impl.convert).
 
 
 def _conv_bn(x, filters, kernel, stride, name, relu=True):
@@ -85,28 +90,64 @@ def _conv_bn(x, filters, kernel, stride, name, relu=True):
 
 
 def _basic_block(x, filters, stride, name):
-    shortcut = x
     y = _conv_bn(x, filters, 3, stride, f"{name}_1")
     y = _conv_bn(y, filters, 3, 1, f"{name}_2", relu=False)
-    if stride != 1 or x.shape[-1] != filters:
-        shortcut = _conv_bn(x, filters, 1, stride, f"{name}_down", relu=False)
+    return _residual(x, y, filters, stride, name)
+
+
+def _bottleneck(x, filters, stride, name):
+    y = _conv_bn(x, filters, 1, 1, f"{name}_1")
+    y = _conv_bn(y, filters, 3, stride, f"{name}_2")
+    y = _conv_bn(y, 4 * filters, 1, 1, f"{name}_3", relu=False)
+    return _residual(x, y, 4 * filters, stride, name)
+
+
+def _residual(x, y, out_filters, stride, name):
+    shortcut = x
+    if stride != 1 or x.shape[-1] != out_filters:
+        shortcut = _conv_bn(x, out_filters, 1, stride, f"{name}_down", relu=False)
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
+
+
+def _resnet(input_size: int, blocks: list[int], block, name: str) -> keras.Model:
+    inputs = keras.Input((input_size, input_size, 3))
+    x = _conv_bn(inputs, 64, 7, 2, "stem")
+    x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+    x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+    for stage, (n, filters) in enumerate(zip(blocks, [64, 128, 256, 512], strict=True)):
+        for i in range(n):
+            stride = 2 if i == 0 and stage > 0 else 1
+            x = block(x, filters, stride, f"stage{stage + 1}_block{i + 1}")
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, x, name=name)
 
 
 def resnet34_backbone(input_size: int, weights: str | None = None) -> keras.Model:
     """ResNet-34 (He et al., 2016): basic blocks [3, 4, 6, 3], global average pooled."""
     if weights is not None:
-        raise WeightsUnavailableError("keras has no ImageNet ResNet-34; use weights=none")
-    inputs = keras.Input((input_size, input_size, 3))
-    x = _conv_bn(inputs, 64, 7, 2, "stem")
-    x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
-    x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
-    for stage, (blocks, filters) in enumerate(zip([3, 4, 6, 3], [64, 128, 256, 512], strict=True)):
-        for block in range(blocks):
-            stride = 2 if block == 0 and stage > 0 else 1
-            x = _basic_block(x, filters, stride, f"stage{stage + 1}_block{block + 1}")
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    return keras.Model(inputs, x, name="resnet34")
+        raise WeightsUnavailableError("resnet34: ImageNet weights come from torchvision's file")
+    return _resnet(input_size, [3, 4, 6, 3], _basic_block, "resnet34")
+
+
+def resnet50_backbone(input_size: int, weights: str | None = None) -> keras.Model:
+    """ResNet-50 v1.5 as torchvision builds it: bottlenecks [3, 4, 6, 3], average pooled."""
+    if weights is not None:
+        raise WeightsUnavailableError("resnet50: ImageNet weights come from torchvision's file")
+    return _resnet(input_size, [3, 4, 6, 3], _bottleneck, "resnet50")
+
+
+def _torch_bn_momentum(build):
+    """keras.applications builds BatchNorm with momentum 0.99; torchvision uses 0.1 (= Keras
+    0.9), which matters in short runs. The epsilons already agree for InceptionV3 (1e-3)."""
+
+    def wrapped(input_size: int, weights: str | None) -> keras.Model:
+        backbone = build(input_size, weights)
+        for layer in backbone.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = 0.9
+        return backbone
+
+    return wrapped
 
 
 def _application(fn):
@@ -122,31 +163,21 @@ def _application(fn):
 
 
 TORCH_NORM = {"mean": weight_registry.IMAGENET_MEAN, "std": weight_registry.IMAGENET_STD}
+# The ResNets and MobileNetV2 take their ImageNet weights from torchvision's files (ported by
+# tf_impl.convert), so that both frameworks start from the same weights; hence torchvision's
+# normalisation. InceptionV3 is keras.applications' (see the README for what differs).
 register(ModelEntry("resnet34", resnet34_backbone, 224, 32, keras_imagenet=False, **TORCH_NORM))
-register(
-    ModelEntry(
-        "resnet50",
-        _application(keras.applications.ResNet50),
-        224,
-        32,
-        mean=(103.939, 116.779, 123.68),
-        std=(1.0, 1.0, 1.0),
-        bgr=True,
-        scale=1.0,
-    )
-)
+register(ModelEntry("resnet50", resnet50_backbone, 224, 32, keras_imagenet=False, **TORCH_NORM))
 register(
     ModelEntry(
         "inception_v3",
-        _application(keras.applications.InceptionV3),
+        _torch_bn_momentum(_application(keras.applications.InceptionV3)),
         299,
         75,
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),
     )
 )
-# MobileNetV2's ImageNet weights come from the torchvision file (tf_impl.convert), so that both
-# frameworks start from the same weights; hence torchvision's normalisation.
 register(
     ModelEntry(
         "mobilenet_v2",
@@ -170,11 +201,11 @@ def _mobilenet_v2(input_size: int) -> keras.Model:
 
 def _load_imagenet(entry: ModelEntry, backbone_builder, input_size: int):
     """The ImageNet backbone; raises WeightsUnavailableError when it cannot be had."""
-    if entry.name == "mobilenet_v2":
-        from tf_impl.convert import load_torchvision_mobilenet_v2
+    from tf_impl.convert import PORTS, load_torchvision
 
+    if entry.name in PORTS:
         backbone = backbone_builder(input_size, None)
-        load_torchvision_mobilenet_v2(backbone)
+        load_torchvision(backbone, entry.name)
         return backbone
     if not entry.keras_imagenet:
         raise WeightsUnavailableError(f"{entry.name}: no Keras ImageNet weights exist")
