@@ -65,9 +65,7 @@ def summarise(folds: list[dict]) -> dict:
         "cs_curve": metrics.cs_curve(p["expected_age"], p["true_age"]),
         "by_decade": metrics.mae_by_decade(p["expected_age"], p["true_age"]),
         "mean_std": float(p["std"].mean()) if std_ok else math.nan,
-        "std_err_corr": float(np.corrcoef(p["std"], err)[0, 1])
-        if std_ok and len(err) > 2
-        else math.nan,
+        "std_err_corr": metrics.correlation(p["std"], err) if std_ok else math.nan,
         "train_images_per_s": float(
             np.median([f.get("train_images_per_s") or np.nan for f in folds])
         ),

@@ -43,3 +43,11 @@ def mae_by_decade(pred: np.ndarray, true: np.ndarray) -> dict[str, tuple[float, 
         sel = decade == d
         out[f"{10 * d}-{10 * d + 9}"] = (float(err[sel].mean()), int(sel.sum()))
     return out
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation; NaN when it is undefined (fewer than 3 values, or a constant)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import platform
 import tempfile
@@ -72,7 +71,7 @@ def prediction_metrics(pred: np.ndarray, true: np.ndarray, std: np.ndarray) -> d
     std = np.asarray(std, float)
     if np.isfinite(std).all():
         out["mean_std"] = float(std.mean())
-        out["std_error_corr"] = float(np.corrcoef(std, err)[0, 1]) if len(err) > 2 else math.nan
+        out["std_error_corr"] = metrics.correlation(std, err)
     return out
 
 

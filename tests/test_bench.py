@@ -174,7 +174,7 @@ def test_report_on_both_frameworks(tmp_path):
 
 
 def test_presets_parse():
-    for name in ["lopo-frozen", "finetune-quick", "scratch-quick", "paper", "smoke"]:
+    for name in [p.stem.removeprefix("bench-") for p in bench.CONFIG_DIR.glob("bench-*.yaml")]:
         preset = bench.load_preset(name)
         cells = bench.expand_cells(preset)
         assert cells, name
@@ -205,3 +205,37 @@ def test_frozen_heads_learn_and_reset_between_folds(framework, loss):
     assert first[2]["val_mae"] < 0.6 * baseline, (first[2], baseline)
     assert second[2]["val_mae"] == pytest.approx(first[2]["val_mae"], rel=1e-5)
     assert first[1].shape[0] == len(parts["val"])  # validation outputs, for the calibration
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["lopo-aaf-frozen", "lopo-aaf-finetune"])
+def test_aaf_presets_run_one_fold_in_both_frameworks(name, tmp_path, monkeypatch):
+    """The AAF presets as written, on tiny synthetic faces, from stand-in AAF weights files."""
+    pytest.importorskip("keras")
+    import torch
+
+    import weights
+    from tf_impl.models import create_model as keras_model
+    from torch_impl.models import create_model as torch_model
+
+    size = 32
+    files = {"torch": tmp_path / "aaf.pt", "keras": tmp_path / "aaf.weights.h5"}
+    torch.manual_seed(0)
+    torch.save(torch_model("mobilenet_v2", 101, "none", size).state_dict(), files["torch"])
+    keras_model("mobilenet_v2", 101, "none", size).save_weights(files["keras"])
+    monkeypatch.setattr(weights, "aaf_weights", lambda framework, arch: files[framework])
+
+    preset = bench.load_preset(name)
+    preset["data"] = {**FROZEN["data"], "size": size, "synthetic_persons": 6}
+    if "head" in preset:
+        preset["head"]["epochs"] = 2
+    if "train" in preset:
+        preset["train"]["optim"]["epochs"] = 1
+    written = bench.run(_preset(tmp_path, preset), tmp_path / "out", max_folds=1, progress=False)
+    cells = bench.expand_cells(preset)
+    assert {c.framework for c in cells} == {"torch", "keras"}
+    assert len(written) == len(cells)
+    for path in written:
+        result = json.loads(path.read_text())
+        assert result["pretrained"] is True and result["fold"].startswith("lopo-")
+        assert 0 <= result["fold_mae"] < 100

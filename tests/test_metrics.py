@@ -24,3 +24,11 @@ def test_metrics_reject_bad_input():
         metrics.mae(np.zeros(3), np.zeros(4))
     with pytest.raises(ValueError, match="no predictions"):
         metrics.mae(np.zeros(0), np.zeros(0))
+
+
+def test_correlation_is_nan_when_undefined():
+    import math
+
+    assert math.isnan(metrics.correlation([1, 2], [3, 4]))
+    assert math.isnan(metrics.correlation([1, 1, 1], [3, 4, 5]))
+    assert metrics.correlation([1, 2, 3], [2, 4, 7]) > 0.9

@@ -233,8 +233,9 @@ def create_model(
         name: one of :func:`list_models`.
         num_classes: K logits for the distribution losses, 1 for L2 regression.
         weights: ``imagenet``, ``auto`` (ImageNet when it can be had, else from scratch after a
-            warning), ``none``, ``aaf`` (the AAF-pretrained age model of ``make pretrain``), or
-            a ``.keras`` / ``.weights.h5`` file.
+            warning), ``none``, ``aaf`` (the AAF-pretrained age model of ``make pretrain``),
+            ``aaf-torch`` (the PyTorch one, ported; needs PyTorch), or a ``.keras`` /
+            ``.weights.h5`` file.
         input_size: the network's input side (default: the entry's).
         data_size: the side of the images fed in (default: ``input_size``); resized inside.
     """
@@ -262,7 +263,13 @@ def create_model(
     features = backbone(x)
     outputs = layers.Dense(num_classes, dtype="float32", name="age_head")(features)
     model = keras.Model(inputs, outputs, name=f"agezoo_{name}")
-    if weights not in ("imagenet", "auto", "none"):
+    if weights == "aaf-torch":  # the PyTorch AAF age model, ported: both frameworks start equal
+        from tf_impl.convert import port_torch_age_model
+        from torch_impl.models import create_model as torch_model
+
+        port_torch_age_model(torch_model(name, num_classes, "aaf", input_size), model)
+        pretrained = True
+    elif weights not in ("imagenet", "auto", "none"):
         path = weight_registry.aaf_weights("keras", name) if weights == "aaf" else Path(weights)
         if not path.is_file():
             raise FileNotFoundError(f"weights file {path} not found")
