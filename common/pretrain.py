@@ -30,12 +30,22 @@ from common.config import load_config, to_dict
 from common.results import atomic_write_json, atomic_write_text
 
 PRESETS = {"aaf": "pretrain-aaf", "general": "general"}
+# Models with ImageNet weights to start from (here: MobileNetV2) take pretrain-aaf; the others
+# train from scratch, which needs a longer schedule.
+SCRATCH_PRESET = "pretrain-aaf-scratch"
 DATA = {
     "aaf": "All-Age-Faces (half-resolution copy), deduplicated: byte-identical files kept once, "
     "groups with conflicting ages dropped; official split, val.txt people as test",
     "general": "All-Age-Faces (deduplicated) + all 1002 FG-NET images; validation people drawn "
     "from both; no test set. It has seen every FG-NET person: NEVER score it on FG-NET.",
 }
+
+
+def preset_for(kind: str, model: str) -> str:
+    """The training preset of ``make pretrain`` / ``make model`` for this model."""
+    if kind == "aaf" and model != "mobilenet_v2":
+        return SCRATCH_PRESET
+    return PRESETS[kind]
 
 
 def _train(framework: str, argv: list[str]) -> int:
@@ -174,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="mobilenet_v2")
     parser.add_argument("--run-dir", help="run folder (default: runs/KIND-FRAMEWORK-MODEL)")
     parser.add_argument("--publish-only", action="store_true", help="publish a finished run")
+    parser.add_argument(
+        "--preset",
+        help=f"training preset (default: {PRESETS['aaf']} for mobilenet_v2, {SCRATCH_PRESET} for "
+        f"the other AAF models, {PRESETS['general']} for --kind general)",
+    )
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the preset")
     args = parser.parse_args(argv)
     import weights
@@ -181,7 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args.run_dir or f"runs/{args.kind}-{args.framework}-{args.model}")
     if not args.publish_only:
         resume = ["resume=true"] if (run_dir / "config.yaml").is_file() else []
-        train_args = [PRESETS[args.kind], f"model.name={args.model}", f"run_dir={run_dir}"]
+        train_args = [
+            args.preset or preset_for(args.kind, args.model),
+            f"model.name={args.model}",
+            f"run_dir={run_dir}",
+        ]
         code = _train(args.framework, train_args + resume + args.overrides)
         if code:
             return code

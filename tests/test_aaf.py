@@ -250,3 +250,15 @@ def test_make_model_writes_the_default_predict_model(fgnet_dir, fake_aaf, tmp_pa
     assert predictor.card.temperature == card["temperature"]
     out = predictor.estimate(make_synthetic(2, 1, size=32).images)
     assert np.isfinite(out["age"]).all() and (out["std"] > 0).all()
+
+
+def test_design_card_models_pretrain_from_scratch_preset():
+    from common.config import load_config
+    from common.pretrain import preset_for
+
+    assert preset_for("aaf", "mobilenet_v2") == "pretrain-aaf"
+    assert preset_for("general", "mobilenet_v2") == "general"
+    for model in ("resnet34", "resnet50", "inception_v3"):
+        cfg = load_config(preset_for("aaf", model), [f"model.name={model}"])
+        assert cfg.model.weights == "none" and cfg.data.dataset == "aaf"
+        assert cfg.protocol.kind == "official"
