@@ -64,6 +64,11 @@ def summarise(folds: list[dict]) -> dict:
         "cs10": metrics.cumulative_score(p["expected_age"], p["true_age"], 10),
         "cs_curve": metrics.cs_curve(p["expected_age"], p["true_age"]),
         "by_decade": metrics.mae_by_decade(p["expected_age"], p["true_age"]),
+        # FG-NET has few people over 40; the old are where pretraining should help most.
+        "mae_40_69": float(err[(p["true_age"] >= 40) & (p["true_age"] < 70)].mean())
+        if ((p["true_age"] >= 40) & (p["true_age"] < 70)).any()
+        else math.nan,
+        "n_40_69": int(((p["true_age"] >= 40) & (p["true_age"] < 70)).sum()),
         "mean_std": float(p["std"].mean()) if std_ok else math.nan,
         "std_err_corr": metrics.correlation(p["std"], err) if std_ok else math.nan,
         "train_images_per_s": float(
@@ -176,14 +181,15 @@ def write_report(out: Path) -> Path:
         "",
         "## MAE by age decade",
         "",
-        "| cell | " + " | ".join(f"{d} (n)" for d in decades) + " |",
-        "|---|" + "---|" * len(decades),
+        "| cell | " + " | ".join(f"{d} (n)" for d in decades) + " | 40-69 (n) |",
+        "|---|" + "---|" * (len(decades) + 1),
     ]
     for cid, s in sorted(cells.items()):
         row = [
             f"{_fmt(s['by_decade'][d][0])} ({s['by_decade'][d][1]})" if d in s["by_decade"] else "–"
             for d in decades
         ]
+        row.append(f"**{_fmt(s['mae_40_69'])}** ({s['n_40_69']})")
         lines.append(f"| {cid} | " + " | ".join(row) + " |")
     calibrated = {cid: s["calibration"] for cid, s in sorted(cells.items()) if s["calibration"]}
     if calibrated:

@@ -239,3 +239,24 @@ def test_aaf_presets_run_one_fold_in_both_frameworks(name, tmp_path, monkeypatch
         result = json.loads(path.read_text())
         assert result["pretrained"] is True and result["fold"].startswith("lopo-")
         assert 0 <= result["fold_mae"] < 100
+
+
+def test_summary_reports_the_old_separately():
+    fold = {
+        "fold": "lopo-001",
+        "fold_mae": 0.0,
+        "predictions": {
+            "true_age": [5.0, 45.0, 65.0, 75.0],
+            "expected_age": [6.0, 41.0, 67.0, 60.0],
+            "std": [1.0, 2.0, 3.0, 4.0],
+        },
+        "train_seconds": 1.0,
+        "device": "cpu",
+        "pretrained": True,
+        "framework": "torch",
+        "model": "mobilenet_v2",
+        "loss": "mean_variance",
+        "weights": "aaf",
+    }
+    s = report.summarise([fold])
+    assert s["mae_40_69"] == pytest.approx(3.0) and s["n_40_69"] == 2
