@@ -254,9 +254,14 @@ def _framework_pairs(cells):
     for s in (cells[c] for c in sorted(cells)):
         if s["framework"] != "torch":
             continue
-        twin = f"keras-{s['model']}-{s['loss']}-{s['weights']}"
-        if twin in cells and (pr := paired(s, cells[twin])):
-            out.append((f"{s['model']} / {s['loss']} / {s['weights']}", pr))
+        # Keras from the PyTorch AAF weights ported starts from the same numbers as PyTorch.
+        for keras_weights, label in [
+            (s["weights"], s["weights"]),
+            (f"{s['weights']}-torch", f"{s['weights']} (Keras: the PyTorch weights ported)"),
+        ]:
+            twin = f"keras-{s['model']}-{s['loss']}-{keras_weights}"
+            if twin in cells and (pr := paired(s, cells[twin])):
+                out.append((f"{s['model']} / {s['loss']} / {label}", pr))
     return out
 
 

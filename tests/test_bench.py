@@ -260,3 +260,24 @@ def test_summary_reports_the_old_separately():
     }
     s = report.summarise([fold])
     assert s["mae_40_69"] == pytest.approx(3.0) and s["n_40_69"] == 2
+
+
+def test_keras_from_ported_torch_weights_is_paired_with_torch():
+    def cell(framework, weights, maes):
+        return {
+            "framework": framework,
+            "model": "mobilenet_v2",
+            "loss": "l2",
+            "weights": weights,
+            "fold_maes": {f"lopo-{i}": m for i, m in enumerate(maes)},
+        }
+
+    cells = {
+        "torch-mobilenet_v2-l2-aaf": cell("torch", "aaf", [3.0, 4.0, 5.0]),
+        "keras-mobilenet_v2-l2-aaf": cell("keras", "aaf", [2.0, 3.0, 4.0]),
+        "keras-mobilenet_v2-l2-aaf-torch": cell("keras", "aaf-torch", [3.0, 4.5, 5.0]),
+    }
+    pairs = dict(report._framework_pairs(cells))
+    assert pairs["mobilenet_v2 / l2 / aaf"]["mean_diff"] == pytest.approx(1.0)
+    ported = pairs["mobilenet_v2 / l2 / aaf (Keras: the PyTorch weights ported)"]
+    assert ported["mean_diff"] == pytest.approx(-0.5 / 3)
