@@ -33,19 +33,39 @@ def _setup(*overrides):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("loss", ["mean_variance", "softmax", "l2"])
-def test_learns_synthetic_ages(loss, tmp_path):
-    cfg, faces, fold, digest = _setup(f"loss.name={loss}", "optim.epochs=20")
+def test_learns_synthetic_ages(tmp_path):
+    """The whole loop learns age with the paper's loss (the other losses' learning is checked
+    on frozen features in test_bench, and their maths in the loss tests)."""
+    cfg, faces, fold, digest = _setup("loss.name=mean_variance", "optim.epochs=20")
     metrics = train.fit(cfg, faces, fold, digest, tmp_path, progress=False)
     idx = fold.indices(faces.persons)
     baseline = np.abs(faces.ages[idx["train"]].mean() - faces.ages[idx["test"]]).mean()
     assert metrics["test_mae"] < 0.6 * baseline, (metrics["test_mae"], baseline)
-    assert metrics["framework"] == "keras" and metrics["pretrained"] is False
+    assert metrics["test_mae"] < 0.6 * baseline, (metrics["test_mae"], baseline)
+
+
+@pytest.mark.parametrize("loss", ["softmax", "l2"])
+def test_other_losses_run_end_to_end(loss, tmp_path):
+    cfg, faces, fold, digest = _setup(
+        f"loss.name={loss}", "optim.epochs=1", "max_steps_per_epoch=2", "data.synthetic_persons=16"
+    )
+    metrics = train.fit(cfg, faces, fold, digest, tmp_path, progress=False)
+    assert metrics["loss"] == loss and np.isfinite(metrics["test_mae"])
+    preds = read_predictions(tmp_path / "predictions.csv")
+    assert len(preds["expected_age"]) == len(fold.indices(faces.persons)["test"])
+    assert np.isfinite(preds["std"]).all() == (loss != "l2")
 
 
 def test_cli_run_folder_and_keras_round_trip(tmp_path, capsys):
     code = train.main(
-        ["quick", *TINY, "optim.epochs=2", "max_steps_per_epoch=2", f"run_dir={tmp_path}"]
+        [
+            "quick",
+            *TINY,
+            "optim.epochs=2",
+            "max_steps_per_epoch=2",
+            "data.synthetic_persons=16",
+            f"run_dir={tmp_path}",
+        ]
     )
     assert code == 0
     out = capsys.readouterr().out
@@ -81,7 +101,7 @@ class _Interrupt(keras.callbacks.Callback):
 
 
 def test_interrupted_run_resumes(tmp_path, monkeypatch, capsys):
-    overrides = ("optim.epochs=3", "max_steps_per_epoch=2")
+    overrides = ("optim.epochs=3", "max_steps_per_epoch=2", "data.synthetic_persons=16")
     cfg, faces, fold, digest = _setup(*overrides)
     original = train._trackers
     monkeypatch.setattr(train, "_trackers", lambda c, r: [*original(c, r), _Interrupt()])
