@@ -51,6 +51,8 @@ def summarise(folds: list[dict]) -> dict:
         for k in ("true_age", "expected_age", "std")
     }
     err = np.abs(p["expected_age"] - p["true_age"])
+    # FG-NET has few people over 40; the old are where pretraining should help most.
+    old = (p["true_age"] >= 40) & (p["true_age"] < 70)
     fold_mae = np.array([f["fold_mae"] for f in folds], float)
     std_ok = np.isfinite(p["std"]).all()
     first = folds[0]
@@ -64,11 +66,8 @@ def summarise(folds: list[dict]) -> dict:
         "cs10": metrics.cumulative_score(p["expected_age"], p["true_age"], 10),
         "cs_curve": metrics.cs_curve(p["expected_age"], p["true_age"]),
         "by_decade": metrics.mae_by_decade(p["expected_age"], p["true_age"]),
-        # FG-NET has few people over 40; the old are where pretraining should help most.
-        "mae_40_69": float(err[(p["true_age"] >= 40) & (p["true_age"] < 70)].mean())
-        if ((p["true_age"] >= 40) & (p["true_age"] < 70)).any()
-        else math.nan,
-        "n_40_69": int(((p["true_age"] >= 40) & (p["true_age"] < 70)).sum()),
+        "mae_40_69": float(err[old].mean()) if old.any() else math.nan,
+        "n_40_69": int(old.sum()),
         "mean_std": float(p["std"].mean()) if std_ok else math.nan,
         "std_err_corr": metrics.correlation(p["std"], err) if std_ok else math.nan,
         "train_images_per_s": float(

@@ -87,11 +87,11 @@ def test_mobilenet_v2_port_matches_pytorch():
     path = weight_registry.find_local("mobilenet_v2-b0353104.pth")
     if path is None:
         pytest.skip("mobilenet_v2-b0353104.pth not found (set AGEZOO_WEIGHTS_DIR)")
-    from tf_impl.convert import load_torchvision_mobilenet_v2, mobilenet_v2_torch_layout
+    from tf_impl.convert import load_torchvision, mobilenet_v2_torch_layout
 
     size = 112  # even: the size where Keras' own stride-2 padding would differ
     keras_net = mobilenet_v2_torch_layout(size)
-    load_torchvision_mobilenet_v2(keras_net)
+    load_torchvision(keras_net, "mobilenet_v2")
     ref = torchvision.models.mobilenet_v2()
     ref.load_state_dict(torch.load(path, weights_only=True))
     ref.classifier = torch.nn.Identity()

@@ -174,11 +174,6 @@ def load_torchvision(model: keras.Model, arch: str) -> None:
     tmp.replace(cached)
 
 
-def load_torchvision_mobilenet_v2(model: keras.Model) -> None:
-    """Fills the backbone with torchvision's ImageNet MobileNetV2 weights (cached after porting)."""
-    load_torchvision(model, "mobilenet_v2")
-
-
 def port_torch_age_model(torch_model, keras_model: keras.Model) -> None:
     """Copies a PyTorch age model (MobileNetV2, ResNet-34 or ResNet-50: backbone and age head)
     into the Keras one of the same architecture."""
