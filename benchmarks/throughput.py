@@ -195,6 +195,10 @@ def keras_bench(args) -> dict:
             args.repeats,
         )
     versions = {"keras": keras.__version__, "backend": keras.config.backend()}
+    if keras.config.backend() == "tensorflow":
+        import os
+
+        versions["TF_CPU_ALLOCATOR_USE_BFC"] = os.environ.get("TF_CPU_ALLOCATOR_USE_BFC")
     return {
         "bare": bare,
         "pipeline": pipeline,
