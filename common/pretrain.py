@@ -154,7 +154,7 @@ def card_markdown(card: dict) -> str:
         f"- **Architecture:** {card['arch']} ({card['framework']}), input {card['input_size']} px, "
         f"{card['num_classes']} age classes, {card['loss']} loss",
         f"- **Initialised from:** {card['initialised_from']}",
-        f"- **Data:** {card['data']}; people train / val / test: {people['train']} / "
+        f"- **Data:** {card['data'].rstrip('.')}; people train / val / test: {people['train']} / "
         f"{people['val']} / {people['test']}",
         f"- **Preprocessing:** crop {card['crop']['size']} px, margin {card['crop']['margin']}, "
         f"detector {card['crop']['detector']}; cache key `{card['preprocess'][:16]}`",

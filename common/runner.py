@@ -102,10 +102,14 @@ def describe(plan: RunPlan) -> str:
 
 def report(metrics: dict, model_file: Path, predictions: Path) -> str:
     kind = " (SYNTHETIC data)" if metrics["synthetic"] else ""
-    test = metrics.get("test", {})
+    n_test = metrics.get("test", {}).get("n", 0)
+    scored = (
+        f"test MAE {metrics['test_mae']:.2f} years over {n_test} images{kind}"
+        if n_test
+        else f"no test people (validation MAE {metrics['best_val_mae']:.2f}){kind}"
+    )
     return (
-        f"test MAE {metrics.get('test_mae', float('nan')):.2f} years over "
-        f"{test.get('n', 0)} images{kind}; pretrained: {metrics['pretrained']}; "
+        f"{scored}; pretrained: {metrics['pretrained']}; "
         f"best epoch {metrics['best_epoch'] + 1} of {metrics['epochs_run']}; "
         f"{metrics['train_seconds'] / 60:.1f} min training\n"
         f"model: {model_file}   predictions: {predictions}"

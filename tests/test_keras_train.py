@@ -191,3 +191,26 @@ def test_step_schedule_shorter_than_one_step(epochs):
     schedule = opt._learning_rate
     last = float(schedule(10 * epochs - 1)) if callable(schedule) else float(rate)
     assert last == pytest.approx(0.01 * 0.1 ** ((epochs - 1) // 4))
+
+
+def test_memory_settings_for_the_cpu_loop(monkeypatch):
+    import os
+    import sys
+
+    # Set on import of tf_impl, before TensorFlow makes its first CPU tensor.
+    assert os.environ["TF_CPU_ALLOCATOR_USE_BFC"] == "true"
+    if sys.platform == "linux":
+        assert train.keep_freed_memory()  # glibc accepts the thresholds
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
+    assert not train.keep_freed_memory()  # the user's own glibc setting is left alone
+
+
+def test_outputs_cover_every_index_in_order():
+    from common.synthetic import make_synthetic
+
+    faces = make_synthetic(4, 5, 32, seed=0)
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D()])
+    idx = np.array([7, 3, 19, 0, 11])
+    out = train.outputs(model, faces, idx, batch_size=2)  # ragged last batch
+    np.testing.assert_allclose(out, faces.images[idx].mean(axis=(1, 2)), rtol=1e-5)
+    assert train.outputs(model, faces, idx[:0]).shape == (0, 3)
