@@ -224,6 +224,20 @@ class Predictor:
         return faces, "", seconds
 
 
+# An exported model must give the run's logits to float32 rounding. Rounding grows with the size
+# of the logits, so the bound is relative to the largest of them (at least 1): an absolute 1e-4
+# failed now and then on a trained model whose logits reach the tens.
+EXPORT_TOLERANCE = 1e-4
+
+
+def logit_gap(got: np.ndarray, ref: np.ndarray) -> float:
+    """max |got − ref| over max(1, max |ref|): how far an exported model's logits stray."""
+    ref = np.asarray(ref, dtype=np.float64)
+    return float(
+        np.abs(np.asarray(got, dtype=np.float64) - ref).max() / max(1.0, np.abs(ref).max())
+    )
+
+
 def images_per_second(forward: Callable, faces: np.ndarray, repeats: int = 3) -> float:
     """Inference speed of ``forward`` on a batch of four copies of ``faces``, after a warm-up."""
     batch = np.concatenate([faces] * 4)

@@ -41,10 +41,24 @@ def _torch_model(seed: int = 0, sharp: float = 20.0):
 
     torch.manual_seed(seed)
     weights = "imagenet" if weight_registry.find_local("mobilenet_v2-b0353104.pth") else "none"
-    model = create_model("mobilenet_v2", 101, weights, SIZE).eval()
+    model = create_model("mobilenet_v2", 101, weights, SIZE)
     with torch.no_grad():
+        if weights == "none":  # fresh BatchNorm statistics map every face to the same features
+            _calibrate_batchnorm(model)
         model.head.weight.mul_(sharp)
-    return model
+    return model.eval()
+
+
+def _calibrate_batchnorm(model) -> None:
+    """Running statistics of the network on synthetic faces, so that outputs differ by face."""
+    from torch_impl.train import to_input
+
+    faces = torch.from_numpy(make_synthetic(16, 2, size=SIZE, seed=1).images)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # a plain average over the calibration pass
+    model.train()(to_input(faces, model.entry.mean, model.entry.std, SIZE))
 
 
 @pytest.fixture(scope="module")
@@ -208,12 +222,12 @@ def test_onnx_export_parity_and_its_path_imports_no_framework(torch_run, tmp_pat
     from torch_impl.export import export_onnx
 
     report = export_onnx(torch_run, tmp_path / "age.onnx")
-    assert report["max_abs_logit_diff"] <= 1e-4
+    assert report["logit_gap"] <= 1e-4
     faces = make_synthetic(6, 1, size=SIZE, seed=3).images
     ages_torch = load_predictor(torch_run).estimate(faces)
     ages_onnx = load_predictor(tmp_path / "age.onnx").estimate(faces)
-    for key in ("age", "std", "low", "high"):
-        np.testing.assert_allclose(ages_onnx[key], ages_torch[key], atol=1e-3)
+    for key in ("age", "std", "low", "high"):  # years: float32 rounding only
+        np.testing.assert_allclose(ages_onnx[key], ages_torch[key], atol=0.01)
     Image.fromarray(faces[0]).resize((128, 128)).save(tmp_path / "chip.png")
     code = (
         "import sys\n"
@@ -249,9 +263,9 @@ def test_keras_export_and_frameworks_agree_on_ages(torch_run, tmp_path):
     (run / "calibration.json").write_text(json.dumps(CALIBRATION))
 
     report = export_keras(run)
-    assert report["keras_max_abs_logit_diff"] <= 1e-4
+    assert report["keras_logit_gap"] <= 1e-4
     if keras.config.backend() == "tensorflow":
-        assert report["saved_model_max_abs_logit_diff"] <= 1e-4
+        assert report["saved_model_logit_gap"] <= 1e-4
 
     rng = np.random.default_rng(0)
     photo = (rng.uniform(0, 255, (160, 120, 3))).astype(np.uint8)
