@@ -8,7 +8,7 @@ fold file is built once (``DIR/folds.json``) and every cell reads it; each (cell
 one JSON result atomically to ``DIR/results/CELL/FOLD.json``. A killed run resumes: finished
 results are kept and skipped, a half-finished one is redone. ``--shard i/n`` takes every n-th
 item, so n processes or machines can share the work; ``merge`` joins their folders, refusing
-results made on other folds or other preprocessing.
+results made on other folds, other preprocessing or other starting weights.
 
 Modes: ``finetune`` trains the whole network per fold with the framework's ``fit``; ``frozen``
 computes each framework's backbone features once and trains only the age head per fold.
@@ -161,6 +161,9 @@ def run(
         unit="fold",
         disable=not progress,
     )
+    starts = {c.id: start_weights(c) for c in {cell for cell, _ in todo}}
+    for cell in {cell for cell, _ in todo}:
+        check_start(out, cell.id, starts[cell.id])
     if preset["mode"] == "frozen":
         from benchmarks import frozen
 
@@ -171,12 +174,38 @@ def run(
             result = runner.run(cell, cell_config(preset, cell), fold, fold_hash)
         else:
             result = _finetune(preset, cell, fold, fold_hash, faces, out, progress)
+        result["start_weights"] = starts[cell.id]
         path = result_path(out, cell, fold.name)
         results.atomic_write_json(path, result)
         written.append(path)
         bar.update()
     bar.close()
     return written
+
+
+def start_weights(cell: Cell) -> str | None:
+    """The trained weights file a cell starts from (its name carries its hash), for ``aaf``.
+
+    Weights pretrained again give other results; a resumed or merged matrix must not mix them.
+    """
+    if cell.weights != "aaf":
+        return None
+    import weights
+
+    return weights.aaf_weights(cell.framework, cell.model).name
+
+
+def check_start(out: Path, cell_id: str, start: str | None) -> None:
+    """Refuses to add folds started from other weights than the cell's finished folds in ``out``."""
+    finished = next(iter(sorted((out / "results" / cell_id).glob("*.json"))), None)
+    if finished is None:
+        return
+    before = json.loads(finished.read_text()).get("start_weights")
+    if before != start:
+        raise ValueError(
+            f"{cell_id}: its finished folds in {out} started from {before}, the weights at hand "
+            f"are {start}; put those weights back (model card and file) or use a new --out"
+        )
 
 
 def _fit_function(framework: str):
@@ -234,6 +263,7 @@ def merge(dest: Path, sources: list[Path]) -> int:
             if data.get("fold_hash") != digest:
                 raise ValueError(f"{path}: made on other folds; refusing to merge")
             target = dest / "results" / path.parent.name / path.name
+            check_start(dest, path.parent.name, data.get("start_weights"))
             if not target.exists():
                 results.atomic_write_bytes(target, path.read_bytes())
                 copied += 1

@@ -128,6 +128,26 @@ def test_shards_merged_equal_an_unsharded_run(tmp_path):
     assert list(merged.values()) == pytest.approx(list(unsharded.values()), abs=1e-6)
 
 
+def test_folds_from_other_starting_weights_are_refused(tmp_path, monkeypatch):
+    preset = _preset(tmp_path)
+    bench.run(preset, tmp_path / "s0", shard=(0, 2), progress=False)
+    bench.run(preset, tmp_path / "s1", shard=(1, 2), progress=False)
+    # s1 as if it had started from AAF weights trained in another session
+    for path in (tmp_path / "s1" / "results").glob("*/*.json"):
+        data = json.loads(path.read_text())
+        assert data["start_weights"] is None  # weights "none": nothing trained to start from
+        data["start_weights"] = "aaf-torch-mobilenet_v2-112px-0c5c6858.pt"
+        path.write_text(json.dumps(data))
+    assert bench.merge(tmp_path / "merged", [tmp_path / "s0"]) == 3
+    with pytest.raises(ValueError, match="started from None"):
+        bench.merge(tmp_path / "merged", [tmp_path / "s1"])
+    # resuming s0 while other weights are at hand
+    next((tmp_path / "s0" / "results").glob("*/*.json")).unlink()
+    monkeypatch.setattr(bench, "start_weights", lambda cell: "aaf-torch-mobilenet_v2-new.pt")
+    with pytest.raises(ValueError, match="put those weights back"):
+        bench.run(preset, tmp_path / "s0", shard=(0, 2), progress=False)
+
+
 def test_mismatched_folds_are_refused(tmp_path):
     bench.run(_preset(tmp_path), tmp_path / "a", progress=False)
     other = {**FROZEN, "protocol": {**FROZEN["protocol"], "seed": 7}}
