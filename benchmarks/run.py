@@ -161,9 +161,9 @@ def run(
         unit="fold",
         disable=not progress,
     )
-    starts = {c.id: start_weights(c) for c in {cell for cell, _ in todo}}
-    for cell in {cell for cell, _ in todo}:
-        check_start(out, cell.id, starts[cell.id])
+    starts = {cell.id: start_weights(cell) for cell in dict.fromkeys(c for c, _ in todo)}
+    for cell_id, start in starts.items():
+        check_start(out, cell_id, start)
     if preset["mode"] == "frozen":
         from benchmarks import frozen
 
