@@ -2,13 +2,15 @@
 
     python -m benchmarks.run PRESET [--out DIR] [--shard i/n] [--folds N]
     python -m benchmarks.run merge DEST SRC [SRC ...]
+    python -m benchmarks.run status DIR [--shards n]
 
 The preset (``configs/bench-*.yaml``) names the data, the protocol, the mode and the cells. The
 fold file is built once (``DIR/folds.json``) and every cell reads it; each (cell, fold) writes
 one JSON result atomically to ``DIR/results/CELL/FOLD.json``. A killed run resumes: finished
 results are kept and skipped, a half-finished one is redone. ``--shard i/n`` takes every n-th
 item, so n processes or machines can share the work; ``merge`` joins their folders, refusing
-results made on other folds, other preprocessing or other starting weights.
+results made on other folds, other preprocessing or other starting weights; ``status`` says how
+far each shard of a run spread over sessions has got, from the files alone.
 
 Modes: ``finetune`` trains the whole network per fold with the framework's ``fit``; ``frozen``
 computes each framework's backbone features once and trains only the age head per fold.
@@ -270,8 +272,49 @@ def merge(dest: Path, sources: list[Path]) -> int:
     return copied
 
 
+def status(out: Path, shards: int = 1) -> list[dict]:
+    """Per shard of ``out``'s full matrix: its items, how many have a result, and those missing."""
+    if not (out / "preset.json").is_file() or not (out / "folds.json").is_file():
+        raise FileNotFoundError(f"{out} is not a benchmark folder (no preset.json / folds.json)")
+    preset = json.loads((out / "preset.json").read_text())
+    folds, _, _ = load_folds(out / "folds.json")
+    items = [(c, f.name) for c in expand_cells(preset) for f in folds]
+    rows = []
+    for i in range(shards):
+        mine = items[i::shards]
+        missing = [f"{c.id} {name}" for c, name in mine if not result_path(out, c, name).is_file()]
+        rows.append({"shard": f"{i}/{shards}", "total": len(mine), "missing": missing})
+    return rows
+
+
+def print_status(out: Path, shards: int) -> None:
+    rows = status(out, shards)
+    total = sum(r["total"] for r in rows)
+    done = total - sum(len(r["missing"]) for r in rows)
+    print(f"{out}: {done} of {total} results")
+    for r in rows:
+        have = r["total"] - len(r["missing"])
+        state = "done" if not r["missing"] else "not started" if not have else "partial"
+        print(f"  shard {r['shard']:>6}: {have:3d}/{r['total']:<3d} {state}")
+    complete = [r["shard"] for r in rows if not r["missing"]]
+    print(f"complete shards: {', '.join(complete) or 'none'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "status":
+        parser = argparse.ArgumentParser(prog="benchmarks.run status")
+        parser.add_argument("out", type=Path)
+        parser.add_argument("--shards", type=int, default=1, help="the n of --shard i/n")
+        args = parser.parse_args(argv[1:])
+        if args.shards < 1:
+            parser.error("--shards must be at least 1")
+        try:
+            print_status(args.out, args.shards)
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if argv and argv[0] == "merge":
         parser = argparse.ArgumentParser(prog="benchmarks.run merge")
         parser.add_argument("dest", type=Path)

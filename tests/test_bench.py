@@ -128,6 +128,19 @@ def test_shards_merged_equal_an_unsharded_run(tmp_path):
     assert list(merged.values()) == pytest.approx(list(unsharded.values()), abs=1e-6)
 
 
+def test_status_names_the_missing_items_of_each_shard(tmp_path, capsys):
+    out = tmp_path / "out"
+    bench.run(_preset(tmp_path), out, shard=(0, 2), progress=False)
+    rows = bench.status(out, shards=2)
+    counts = [(r["shard"], r["total"], len(r["missing"])) for r in rows]
+    assert counts == [("0/2", 3, 0), ("1/2", 3, 3)]
+    next((out / "results").glob("*/*.json")).unlink()
+    assert sum(len(r["missing"]) for r in bench.status(out, shards=2)) == 4
+    assert bench.main(["status", str(out), "--shards", "2"]) == 0
+    assert "2 of 6 results" in capsys.readouterr().out
+    assert bench.main(["status", str(tmp_path / "empty")]) == 1
+
+
 def test_folds_from_other_starting_weights_are_refused(tmp_path, monkeypatch):
     preset = _preset(tmp_path)
     bench.run(preset, tmp_path / "s0", shard=(0, 2), progress=False)
