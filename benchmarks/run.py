@@ -113,6 +113,11 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+def shard_items(cells: list[Cell], folds: list, shard: tuple[int, int]) -> list:
+    """The (cell, fold) items of one shard: every n-th of the matrix, cells outermost."""
+    return [(c, f) for c in cells for f in folds][shard[0] :: shard[1]]
+
+
 def result_path(out: Path, cell: Cell, fold_name: str) -> Path:
     return out / "results" / cell.id / f"{fold_name}.json"
 
@@ -152,7 +157,7 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     faces, folds, fold_hash = prepare(preset, out)
     folds = folds[:max_folds] if max_folds else folds
-    items = [(c, f) for c in cells for f in folds][shard[0] :: shard[1]]
+    items = shard_items(cells, folds, shard)
     done = [it for it in items if result_path(out, it[0], it[1].name).is_file()]
     todo = [it for it in items if it not in done]
     written = []
@@ -278,11 +283,11 @@ def status(out: Path, shards: int = 1) -> list[dict]:
         raise FileNotFoundError(f"{out} is not a benchmark folder (no preset.json / folds.json)")
     preset = json.loads((out / "preset.json").read_text())
     folds, _, _ = load_folds(out / "folds.json")
-    items = [(c, f.name) for c in expand_cells(preset) for f in folds]
+    cells = expand_cells(preset)
     rows = []
     for i in range(shards):
-        mine = items[i::shards]
-        missing = [f"{c.id} {name}" for c, name in mine if not result_path(out, c, name).is_file()]
+        mine = shard_items(cells, folds, (i, shards))
+        missing = [f"{c.id} {f.name}" for c, f in mine if not result_path(out, c, f.name).is_file()]
         rows.append({"shard": f"{i}/{shards}", "total": len(mine), "missing": missing})
     return rows
 
