@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import shutil
 import sys
 import time
@@ -316,9 +317,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--shards must be at least 1")
         try:
             print_status(args.out, args.shards)
+            sys.stdout.flush()
         except (ValueError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+        except BrokenPipeError:
+            # the reader (``| head``) has gone: stop quietly, and keep the exit-time flush quiet
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     if argv and argv[0] == "merge":
         parser = argparse.ArgumentParser(prog="benchmarks.run merge")

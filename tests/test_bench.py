@@ -1,4 +1,8 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -7,6 +11,8 @@ pytest.importorskip("torch")
 
 from benchmarks import frozen, report  # noqa: E402
 from benchmarks import run as bench  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FROZEN = {
     "name": "tiny",
@@ -139,6 +145,26 @@ def test_status_names_the_missing_items_of_each_shard(tmp_path, capsys):
     assert bench.main(["status", str(out), "--shards", "2"]) == 0
     assert "2 of 6 results" in capsys.readouterr().out
     assert bench.main(["status", str(tmp_path / "empty")]) == 1
+
+
+def test_status_into_a_closed_pipe_ends_without_a_traceback(tmp_path):
+    out = tmp_path / "out"
+    bench.run(_preset(tmp_path), out, shard=(0, 2), progress=False)
+    read, write = os.pipe()
+    os.close(read)  # as `| head` does once it has its lines
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.run", "status", str(out), "--shards", "2"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
 
 
 def test_folds_from_other_starting_weights_are_refused(tmp_path, monkeypatch):
