@@ -317,13 +317,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--shards must be at least 1")
         try:
             print_status(args.out, args.shards)
-            sys.stdout.flush()
         except (ValueError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        except BrokenPipeError:
-            # the reader (``| head``) has gone: stop quietly, and keep the exit-time flush quiet
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     if argv and argv[0] == "merge":
         parser = argparse.ArgumentParser(prog="benchmarks.run merge")
@@ -362,5 +358,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _command_line() -> int:
+    """``main`` for ``python -m``: ends quietly, as ``cat`` does, when its reader has gone."""
+    try:
+        code = main()
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # ``| head`` had its lines; results already written stay on disk and a rerun resumes.
+        # Point stdout at /dev/null so the flush at exit does not raise a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # the shell's status for a writer stopped by SIGPIPE
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(_command_line())
