@@ -120,10 +120,16 @@ class Predictor:
     Args:
         card: the model's card (crop geometry, detector, loss, temperature).
         forward: float32 (N, S, S, 3) RGB in 0..255 → (N, K) logits or (N, 1) ages.
+        flip: test-time flip: each face also goes through the model mirrored, and the two
+            outputs are averaged (logits, or ages for L2). Measured (``benchmarks.flip``):
+            0.11–0.17 years lower MAE on All-Age-Faces in both frameworks, coverage of the
+            card's temperature kept; twice the model time, which is 1–4 % of a photo's.
     """
 
-    def __init__(self, card: ModelCard, forward: Callable[[np.ndarray], np.ndarray]):
-        self.card, self.forward = card, forward
+    def __init__(
+        self, card: ModelCard, forward: Callable[[np.ndarray], np.ndarray], flip: bool = True
+    ):
+        self.card, self.forward, self.flip = card, forward, flip
         self.spec = card.spec
 
     def outputs(self, faces: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
@@ -132,10 +138,13 @@ class Predictor:
             raise ValueError(
                 f"faces must be (N, {self.spec.size}, {self.spec.size}, 3), got {faces.shape}"
             )
-        parts = [
-            np.asarray(self.forward(faces[i : i + batch_size].astype(np.float32)))
-            for i in range(0, len(faces), batch_size)
-        ]
+        parts = []
+        for i in range(0, len(faces), batch_size):
+            batch = faces[i : i + batch_size].astype(np.float32)
+            out = np.asarray(self.forward(batch))
+            if self.flip:  # the mirror image: width is axis 2
+                out = (out + np.asarray(self.forward(np.ascontiguousarray(batch[:, :, ::-1])))) / 2
+            parts.append(out)
         return np.concatenate(parts) if parts else np.zeros((0, self.card.num_classes))
 
     def estimate(self, faces: np.ndarray) -> dict[str, np.ndarray]:
@@ -353,11 +362,12 @@ def as_table(result: PredictResult) -> str:
     return "\n".join(lines)
 
 
-def as_json(result: PredictResult, card: ModelCard) -> str:
+def as_json(result: PredictResult, card: ModelCard, flip: bool = False) -> str:
     return json.dumps(
         {
             "model": asdict(card),
             "interval": INTERVAL,
+            "flip": flip,
             "faces": [asdict(f) for f in result.faces],
             "failures": [asdict(f) for f in result.failures],
         },
@@ -445,6 +455,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="when no face is found, treat the whole photo as a tight face crop",
     )
+    parser.add_argument(
+        "--no-flip",
+        dest="flip",
+        action="store_false",
+        help="skip the test-time flip (by default each face's outputs are averaged with its "
+        "mirror image's: 2-3 %% lower MAE, the model's time doubled)",
+    )
     parser.add_argument("--device", default="auto", help="PyTorch device (auto, cpu, cuda)")
     return parser
 
@@ -459,6 +476,7 @@ def predict_main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    predictor.flip = args.flip
     paths, failures = expand_inputs(args.inputs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -470,7 +488,7 @@ def predict_main(argv: list[str] | None = None) -> int:
         )
     result.failures = failures + result.failures
     if args.json:
-        print(as_json(result, predictor.card))
+        print(as_json(result, predictor.card, predictor.flip))
     elif args.csv:
         print(as_csv(result), end="")
     elif result.faces:

@@ -14,7 +14,9 @@ from common.faces import AlignSpec, align_face, eyes_from_landmarks
 from common.predict import (
     ModelCard,
     ModelNotFoundError,
+    PredictResult,
     as_csv,
+    as_json,
     expand_inputs,
     load_predictor,
     predict_main,
@@ -111,7 +113,8 @@ def test_cli_names_bad_files_predicts_the_rest(fgnet_dir, torch_run, photos, tmp
     ]:
         assert any(name in line and reason in line for line in err.splitlines()), (name, err)
     report = json.loads(out)
-    assert set(report) == {"model", "interval", "faces", "failures"}
+    assert set(report) == {"model", "interval", "flip", "faces", "failures"}
+    assert report["flip"] is True  # on unless --no-flip
     assert report["model"]["temperature"] == CALIBRATION["temperature"]
     assert {Path(f["file"]).name for f in report["faces"]} == {p.name for p in good}
     for face in report["faces"]:
@@ -159,6 +162,9 @@ def test_fallback_center_and_csv(torch_run, tmp_path):
 
 def test_temperature_widens_the_reported_spread(torch_run):
     predictor = load_predictor(torch_run)
+    # one pass: logits averaged over a face and its mirror can be two-peaked, and a higher
+    # temperature may then narrow them (mass moves from both ends towards the middle)
+    predictor.flip = False
     faces = make_synthetic(4, 2, size=SIZE).images
     calibrated = predictor.estimate(faces)
     predictor.card = ModelCard(**{**predictor.card.__dict__, "temperature": 1.0})
@@ -312,3 +318,54 @@ def test_every_command_answers_help():
             assert proc.returncode == 0, (module, err[-1000:])
             assert "usage" in out.lower(), (module, out[:500])
     assert (Path(sys.executable).parent / "agezoo").is_file()  # the console script
+
+
+def test_forward_leaves_the_callers_array_alone(torch_run):
+    predictor = load_predictor(torch_run)
+    faces = make_synthetic(2, 2, size=SIZE).images.astype(np.float32)
+    before = faces.copy()
+    predictor.forward(faces)
+    np.testing.assert_array_equal(faces, before)
+
+
+def test_flip_averages_each_face_with_its_mirror(torch_run):
+    predictor = load_predictor(torch_run)
+    assert predictor.flip  # on by default
+    predictor.flip = False
+    faces = make_synthetic(3, 2, size=SIZE).images
+    plain = predictor.outputs(faces)
+    mirrored = predictor.outputs(np.ascontiguousarray(faces[:, :, ::-1]))
+    assert np.abs(plain - mirrored).max() > 1e-3  # the drawn faces are not symmetric
+    predictor.flip = True
+    np.testing.assert_allclose(predictor.outputs(faces), (plain + mirrored) / 2, atol=1e-5)
+    symmetric = np.concatenate([faces[:, :, : SIZE // 2], faces[:, :, : SIZE // 2][:, :, ::-1]], 2)
+    predictor.flip = False
+    alone = predictor.outputs(symmetric)
+    predictor.flip = True
+    np.testing.assert_allclose(predictor.outputs(symmetric), alone, atol=1e-5)
+    report = json.loads(as_json(PredictResult(), predictor.card, predictor.flip))
+    assert report["flip"] is True
+
+
+def test_flip_benchmark_on_a_run_folder(torch_run, tmp_path):
+    from benchmarks import flip
+    from common.prepare import build_folds, load_faces
+    from common.splits import save_folds
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.pt").write_bytes((torch_run / "best.pt").read_bytes())
+    cfg = _config()
+    cfg = Config(**{**cfg.__dict__, "data": DataConfig(dataset="synthetic", size=SIZE)})
+    save_config(cfg, run / "config.yaml")
+    faces = load_faces(cfg.data, progress=False)
+    save_folds(build_folds(cfg.protocol, faces.persons, cfg.data), run / "folds.json")
+    assert flip.main([str(run), "--out", str(tmp_path / "flip.json")]) == 0
+    row = json.loads((tmp_path / "flip.json").read_text())["runs"][0]
+    for part in ("val", "test"):
+        assert row[part]["images"] > 0
+        plain, flipped = row[part]["plain"], row[part]["flip"]
+        assert row[part]["mae_change"] == pytest.approx(flipped["mae"] - plain["mae"])
+        assert 0 <= flipped["within_1std"] <= 1 and plain["mae"] > 0
+    assert row["temperature"] == CALIBRATION["temperature"] and row["refit"]["temperature"] > 0
+    assert flip.main([str(tmp_path / "nothing-here"), "--out", str(tmp_path / "x.json")]) == 1

@@ -81,6 +81,7 @@ def export_onnx(source: str | Path, out: str | Path | None = None, opset: int = 
     faces = parity_faces(card.size)
     ref = _run(graph, faces)
     predictor = load_onnx_predictor(out)
+    predictor.flip = False  # model against model: one pass per face on both sides
     got = predictor.outputs(faces)
     gap = logit_gap(got, ref)
     if not gap <= EXPORT_TOLERANCE:

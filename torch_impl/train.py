@@ -53,7 +53,8 @@ def to_input(
     images: torch.Tensor, mean, std, size: int, channels_last: bool = False
 ) -> torch.Tensor:
     """uint8 (N, H, W, 3) → normalised float (N, 3, size, size): the one NHWC→NCHW step."""
-    x = images.permute(0, 3, 1, 2).float().div_(255.0)
+    # out of place: .float() of a float32 tensor is the tensor itself, often a caller's array
+    x = images.permute(0, 3, 1, 2).float() / 255.0
     if x.shape[-1] != size:
         x = F.interpolate(
             x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size
