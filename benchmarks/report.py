@@ -76,6 +76,12 @@ def summarise(folds: list[dict]) -> dict:
         "eval_images_per_s": float(
             np.median([f.get("eval_images_per_s") or np.nan for f in folds])
         ),
+        # frozen cells time the backbone over every image; the others time each fold's test set
+        "eval_images_timed": (
+            len(p["true_age"])
+            if "feature_seconds" in first
+            else int(np.median([len(f["predictions"]["true_age"]) for f in folds]))
+        ),
         "wall_seconds": float(
             sum(f["train_seconds"] + f.get("eval_seconds", 0) for f in folds)
             + first.get("feature_seconds", 0)
@@ -141,6 +147,14 @@ def _fmt(v, digits=2):
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
+# Fewer images than this per timed call measure the call's overhead, not the network.
+MIN_TIMED_IMAGES = 64
+
+
+def _infer_rate(s: dict) -> str:
+    return _fmt(s["eval_images_per_s"], 0) if s["eval_images_timed"] >= MIN_TIMED_IMAGES else "–"
+
+
 def write_report(out: Path) -> Path:
     out = Path(out)
     cells = {cid: summarise(folds) for cid, folds in load_results(out).items()}
@@ -170,9 +184,18 @@ def write_report(out: Path) -> Path:
             f"| {cid} | {done} | **{_fmt(s['mae'])}** | {_fmt(s['fold_mae_mean'])} ± "
             f"{_fmt(s['fold_mae_std'])} | {_fmt(s['cs5'], 3)} | {_fmt(s['cs10'], 3)} | "
             f"{_fmt(s['mean_std'])} | {_fmt(s['std_err_corr'])} | "
-            f"{_fmt(s['train_images_per_s'], 0)} | {_fmt(s['eval_images_per_s'], 0)} | "
+            f"{_fmt(s['train_images_per_s'], 0)} | {_infer_rate(s)} | "
             f"{s['wall_seconds'] / 60:.1f} min | {s['device']} | {s['pretrained']} |"
         )
+    untimed = {cid: s["eval_images_timed"] for cid, s in cells.items() if _infer_rate(s) == "–"}
+    if untimed:
+        lines += [
+            "",
+            'Infer img/s "–": each fold timed its test person alone (median '
+            f"{int(np.median(list(untimed.values())))} images per fold), which measures the "
+            "call's overhead rather than the network; `benchmarks/throughput.py` and "
+            "`benchmarks.predict_speed` measure inference speed.",
+        ]
     decades = sorted(
         {d for s in cells.values() for d in s["by_decade"]}, key=lambda d: int(d.split("-")[0])
     )

@@ -325,6 +325,30 @@ def test_summary_reports_the_old_separately():
     assert s["mae_40_69"] == pytest.approx(3.0) and s["n_40_69"] == 2
 
 
+def test_inference_rate_is_shown_only_where_enough_images_were_timed():
+    n = report.MIN_TIMED_IMAGES
+    fold = {
+        "fold": "lopo-001",
+        "fold_mae": 1.0,
+        "predictions": {"true_age": [20.0] * n, "expected_age": [21.0] * n, "std": [2.0] * n},
+        "train_seconds": 1.0,
+        "eval_images_per_s": 12.0,
+        "device": "cpu",
+        "pretrained": True,
+        "framework": "torch",
+        "model": "mobilenet_v2",
+        "loss": "mean_variance",
+        "weights": "aaf",
+    }
+    few = {**fold, "predictions": {k: v[:12] for k, v in fold["predictions"].items()}}
+    assert report._infer_rate(report.summarise([few, few])) == "–"  # 12 images per fold
+    assert report._infer_rate(report.summarise([fold])) == "12"
+    # a frozen cell times its backbone over every image of every fold
+    frozen = {**few, "feature_seconds": 3.0, "eval_images_per_s": 500.0}
+    assert report.summarise([frozen] * 6)["eval_images_timed"] == 72
+    assert report._infer_rate(report.summarise([frozen] * 6)) == "500"
+
+
 def test_keras_from_ported_torch_weights_is_paired_with_torch():
     def cell(framework, weights, maes):
         return {
