@@ -460,7 +460,7 @@ def _parser() -> argparse.ArgumentParser:
         dest="flip",
         action="store_false",
         help="skip the test-time flip (by default each face's outputs are averaged with its "
-        "mirror image's: 2-3 %% lower MAE, the model's time doubled)",
+        "mirror image's: about 2 %% lower MAE, the model's time doubled)",
     )
     parser.add_argument("--device", default="auto", help="PyTorch device (auto, cpu, cuda)")
     return parser
