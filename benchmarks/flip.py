@@ -64,12 +64,13 @@ def measure(run_dir: str | Path, device: str = "cpu") -> dict:
         "fold_hash": fold_hash,
         "temperature": t,
     }
-    outputs = {}
+    outputs, true_ages = {}, {}
     for part in ("val", "test"):
         idx = np.flatnonzero(np.isin(faces.persons, list(getattr(fold, part))))
         if not len(idx):
             raise ValueError(f"{run_dir}: fold {fold.name} has no {part} images")
         images, ages = faces.images[idx], faces.ages[idx].astype(np.float64)
+        true_ages[part] = ages
         entry: dict = {"images": len(idx)}
         for flip in (False, True):
             predictor.flip = flip
@@ -83,12 +84,10 @@ def measure(run_dir: str | Path, device: str = "cpu") -> dict:
         row[part] = entry
     if predictor.card.loss != "l2":
         # the temperature the flipped validation outputs would fit, and its test coverage
-        val_ages = faces.ages[np.isin(faces.persons, list(fold.val))].astype(np.float64)
-        t_flip = fit_temperature(outputs["val", True], val_ages)
-        test_ages = faces.ages[np.isin(faces.persons, list(fold.test))].astype(np.float64)
+        t_flip = fit_temperature(outputs["val", True], true_ages["val"])
         row["refit"] = {
             "temperature": t_flip,
-            "test": coverage(outputs["test", True], test_ages, t_flip),
+            "test": coverage(outputs["test", True], true_ages["test"], t_flip),
         }
     return row
 

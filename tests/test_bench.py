@@ -304,15 +304,12 @@ def test_aaf_presets_run_one_fold_in_both_frameworks(name, tmp_path, monkeypatch
         assert 0 <= result["fold_mae"] < 100
 
 
-def test_summary_reports_the_old_separately():
-    fold = {
+def _fold_result(true_age, expected_age, std, **extra) -> dict:
+    """One fold's result as benchmarks.run writes it, with the fields the report reads."""
+    return {
         "fold": "lopo-001",
         "fold_mae": 0.0,
-        "predictions": {
-            "true_age": [5.0, 45.0, 65.0, 75.0],
-            "expected_age": [6.0, 41.0, 67.0, 60.0],
-            "std": [1.0, 2.0, 3.0, 4.0],
-        },
+        "predictions": {"true_age": true_age, "expected_age": expected_age, "std": std},
         "train_seconds": 1.0,
         "device": "cpu",
         "pretrained": True,
@@ -320,31 +317,26 @@ def test_summary_reports_the_old_separately():
         "model": "mobilenet_v2",
         "loss": "mean_variance",
         "weights": "aaf",
+        **extra,
     }
+
+
+def test_summary_reports_the_old_separately():
+    fold = _fold_result([5.0, 45.0, 65.0, 75.0], [6.0, 41.0, 67.0, 60.0], [1.0, 2.0, 3.0, 4.0])
     s = report.summarise([fold])
     assert s["mae_40_69"] == pytest.approx(3.0) and s["n_40_69"] == 2
 
 
 def test_inference_rate_is_shown_only_where_enough_images_were_timed():
-    n = report.MIN_TIMED_IMAGES
-    fold = {
-        "fold": "lopo-001",
-        "fold_mae": 1.0,
-        "predictions": {"true_age": [20.0] * n, "expected_age": [21.0] * n, "std": [2.0] * n},
-        "train_seconds": 1.0,
-        "eval_images_per_s": 12.0,
-        "device": "cpu",
-        "pretrained": True,
-        "framework": "torch",
-        "model": "mobilenet_v2",
-        "loss": "mean_variance",
-        "weights": "aaf",
-    }
-    few = {**fold, "predictions": {k: v[:12] for k, v in fold["predictions"].items()}}
+    def fold(n, **extra):
+        return _fold_result([20.0] * n, [21.0] * n, [2.0] * n, **extra)
+
+    few = fold(12, eval_images_per_s=12.0)
     assert report._infer_rate(report.summarise([few, few])) == "–"  # 12 images per fold
-    assert report._infer_rate(report.summarise([fold])) == "12"
+    many = fold(report.MIN_TIMED_IMAGES, eval_images_per_s=12.0)
+    assert report._infer_rate(report.summarise([many])) == "12"
     # a frozen cell times its backbone over every image of every fold
-    frozen = {**few, "feature_seconds": 3.0, "eval_images_per_s": 500.0}
+    frozen = fold(12, feature_seconds=3.0, eval_images_per_s=500.0)
     assert report.summarise([frozen] * 6)["eval_images_timed"] == 72
     assert report._infer_rate(report.summarise([frozen] * 6)) == "500"
 
