@@ -362,7 +362,7 @@ def as_table(result: PredictResult) -> str:
     return "\n".join(lines)
 
 
-def as_json(result: PredictResult, card: ModelCard, flip: bool = False) -> str:
+def as_json(result: PredictResult, card: ModelCard, flip: bool) -> str:
     return json.dumps(
         {
             "model": asdict(card),
