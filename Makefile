@@ -56,11 +56,11 @@ export: setup
 # make pretrain FRAMEWORK=torch|keras MODEL=mobilenet_v2 (needs AGEZOO_AAF_DIR) -> model.weights=aaf
 FRAMEWORK ?= torch
 pretrain: setup
-	$(PY) -m common.pretrain --framework $(FRAMEWORK) --model $(or $(MODEL),mobilenet_v2) $(ARGS)
+	$(PY) -m agezoo.pretrain --framework $(FRAMEWORK) --model $(or $(MODEL),mobilenet_v2) $(ARGS)
 
 # make model FRAMEWORK=torch|keras: the general model (AAF + all FG-NET) agezoo predict defaults to
 model: setup
-	$(PY) -m common.pretrain --kind general --framework $(FRAMEWORK) $(ARGS)
+	$(PY) -m agezoo.pretrain --kind general --framework $(FRAMEWORK) $(ARGS)
 
 # The GPU check (benchmarks/gpu_check.sh) needs what the GPU machine's image lacks: Keras and
 # FG-NET, put into the git-ignored gpu-bundle/ (run the check there with OUT=... bash ...).
@@ -78,7 +78,7 @@ gpu-dry: gpu-bundle
 	$(GPU_DRY_VENV)/bin/python -m pip uninstall --quiet --yes triton 2>/dev/null || true
 	GPU_CHECK_DRY=1 PY=$(GPU_DRY_VENV)/bin/python OUT=runs/gpu-check-dry bash benchmarks/gpu_check.sh
 
-# make bench PRESET=lopo-frozen (configs/bench-*.yaml); ARGS="--shard 0/2" etc.
+# make bench PRESET=lopo-frozen (common/configs/bench-*.yaml); ARGS="--shard 0/2" etc.
 bench: setup
 	$(PY) -m benchmarks.run $(if $(filter default,$(PRESET)),lopo-frozen,$(PRESET)) $(ARGS)
 

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from agezoo.backends import load_predictor
 from common import results
 from common.calibration import coverage, fit_temperature
 from common.config import load_config
-from common.losses import decode_outputs
-from common.predict import Predictor, load_predictor
+from common.losses import decode_outputs, loss_spec
+from common.predictor import Predictor
 from common.prepare import load_faces
 from common.splits import load_folds
 
@@ -36,7 +37,7 @@ def _scores(predictor: Predictor, outputs: np.ndarray, ages: np.ndarray, t: floa
     card = predictor.card
     age, _ = decode_outputs(outputs, card.loss, t)
     row = {"mae": float(np.mean(np.abs(age - ages)))}
-    if card.loss != "l2":
+    if loss_spec(card.loss).distribution:
         row.update(coverage(outputs, ages, t))
     return row
 
@@ -44,11 +45,11 @@ def _scores(predictor: Predictor, outputs: np.ndarray, ages: np.ndarray, t: floa
 def measure(run_dir: str | Path, device: str = "cpu") -> dict:
     """Plain vs flipped outputs of one run on its validation and test people."""
     run_dir = Path(run_dir)
-    for name in ("config.yaml", "folds.json"):
+    for name in (results.CONFIG, results.FOLDS):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir}: no {name} (not a training run folder)")
-    cfg = load_config(str(run_dir / "config.yaml"))
-    folds, fold_hash, _ = load_folds(run_dir / "folds.json")
+    cfg = load_config(str(run_dir / results.CONFIG))
+    folds, fold_hash, _ = load_folds(run_dir / results.FOLDS)
     fold = folds[cfg.fold]
     faces = load_faces(cfg.data, progress=False)
     predictor = load_predictor(run_dir, device)
@@ -82,7 +83,7 @@ def measure(run_dir: str | Path, device: str = "cpu") -> dict:
             entry[key] = {**_scores(predictor, out, ages, t), "images_per_s": len(idx) / seconds}
         entry["mae_change"] = entry["flip"]["mae"] - entry["plain"]["mae"]
         row[part] = entry
-    if predictor.card.loss != "l2":
+    if loss_spec(predictor.card.loss).distribution:
         # the temperature the flipped validation outputs would fit, and its test coverage
         t_flip = fit_temperature(outputs["val", True], true_ages["val"])
         row["refit"] = {

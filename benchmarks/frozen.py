@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.cells import pack_result
 from common import results
 from common.cache import FaceArrays
-from common.config import Config
-from common.losses import decode_outputs, num_outputs
+from common.config import Config, to_dict
+from common.losses import decode_outputs, loss_spec
 
 HEAD_DEFAULTS = {"epochs": 60, "lr": 1e-3, "batch_size": 64, "weight_decay": 1e-4}
 
@@ -56,31 +57,19 @@ class FrozenRunner:
         return self.features[key]
 
     def run(self, cell, cfg: Config, fold, fold_hash: str) -> dict:
-        from benchmarks.run import pack_result
-
         feats, info = self._features(cell, cfg)
         parts = fold.indices(self.faces.persons)
         train_head = torch_head if cell.framework == "torch" else keras_head
         t0 = time.perf_counter()
-        outputs, val_outputs, best, rows = train_head(
+        head_outputs, best, rows = train_head(
             feats, self.faces.ages, parts, cell.loss, cfg, self.head
         )
         train_seconds = time.perf_counter() - t0
-        test = parts["test"]
-        ages = self.faces.ages
-        calibration = results.calibrate_run(
-            cell.loss, val_outputs, ages[parts["val"]], outputs, ages[test]
-        )
-        t1 = time.perf_counter()
-        pred, std = decode_outputs(
-            outputs, cell.loss, calibration["temperature"] if calibration else 1.0
-        )
-        eval_seconds = time.perf_counter() - t1
         metrics = results.run_metrics(
             framework=cell.framework,
             versions=info["versions"],
             device=info["device"],
-            cfg={**_cfg_dict(cfg), "head": self.head},
+            cfg={**to_dict(cfg), "head": self.head},
             fold=fold,
             fold_hash=fold_hash,
             preprocess=self.faces.key,
@@ -90,26 +79,18 @@ class FrozenRunner:
             best=best,
             train_seconds=train_seconds,
         )
-        metrics["calibration"] = calibration
         metrics["feature_seconds"] = info["seconds"]
-        metrics["eval_images_per_s"] = info["images_per_s"]  # the backbone dominates inference
-        metrics = results.finish_run(
-            self.out, metrics, self.faces, test, pred, std, eval_seconds, write=False
+        metrics, preds = results.evaluate_fold(
+            lambda idx: head_outputs(feats[idx]),
+            self.faces,
+            parts,
+            cell.loss,
+            metrics,
+            self.out,
+            write=False,
         )
-        preds = {
-            "file": self.faces.names[test],
-            "person": self.faces.persons[test],
-            "true_age": self.faces.ages[test].astype(float),
-            "expected_age": pred,
-            "std": std,
-        }
+        metrics["eval_images_per_s"] = info["images_per_s"]  # the backbone dominates inference
         return pack_result(cell, fold, metrics, preds)
-
-
-def _cfg_dict(cfg: Config) -> dict:
-    from common.config import to_dict
-
-    return to_dict(cfg)
 
 
 def _val_mae(outputs, ages, loss) -> float:
@@ -124,7 +105,7 @@ def torch_features(model_name: str, weights: str, faces: FaceArrays, size: int):
     import torch
 
     from torch_impl.models import create_model
-    from torch_impl.train import resolve_device, to_input
+    from torch_impl.preprocess import resolve_device, to_input
 
     device = resolve_device("auto")
     torch.manual_seed(0)  # the random initialisation, when weights=none, is reproducible
@@ -150,11 +131,13 @@ def torch_head(feats, ages, parts, loss_name, cfg: Config, head: dict):
     torch.manual_seed(cfg.seed)
     x = torch.from_numpy(feats).float()
     y = torch.from_numpy(ages).float()
-    tr, va, te = (torch.from_numpy(parts[p]) for p in ("train", "val", "test"))
-    linear = torch.nn.Linear(x.shape[1], num_outputs(loss_name, cfg.data.num_classes))
-    if loss_name == "l2":
+    tr, va = (torch.from_numpy(parts[p]) for p in ("train", "val"))
+    loss = loss_spec(loss_name)
+    linear = torch.nn.Linear(x.shape[1], loss.outputs(cfg.data.num_classes))
+    bias = loss.head_bias(ages[parts["train"]])
+    if bias is not None:
         torch.nn.init.zeros_(linear.weight)
-        torch.nn.init.constant_(linear.bias, float(y[tr].mean()))
+        torch.nn.init.constant_(linear.bias, bias)
     opt = torch.optim.AdamW(linear.parameters(), lr=head["lr"], weight_decay=head["weight_decay"])
     loss_fn = make_loss(loss_name, cfg.loss.lambda_mean, cfg.loss.lambda_var)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -176,8 +159,12 @@ def torch_head(feats, ages, parts, loss_name, cfg: Config, head: dict):
             best = {"val_mae": val, "epoch": epoch}
             best_state = {k: v.clone() for k, v in linear.state_dict().items()}
     linear.load_state_dict(best_state)
-    with torch.no_grad():
-        return linear(x[te]).numpy(), linear(x[va]).numpy(), best, rows
+
+    @torch.no_grad()
+    def head_outputs(features: np.ndarray) -> np.ndarray:
+        return linear(torch.from_numpy(features).float()).numpy()
+
+    return head_outputs, best, rows
 
 
 # ------------------------------------------------------------------ Keras
@@ -215,7 +202,7 @@ def keras_head(feats, ages, parts, loss_name, cfg: Config, head: dict):
         keras.utils.set_random_seed(cfg.seed)
         inputs = keras.Input((feats.shape[1],))
         model = keras.Model(
-            inputs, keras.layers.Dense(num_outputs(loss_name, cfg.data.num_classes))(inputs)
+            inputs, keras.layers.Dense(loss_spec(loss_name).outputs(cfg.data.num_classes))(inputs)
         )
         model.compile(
             optimizer=keras.optimizers.AdamW(head["lr"], weight_decay=head["weight_decay"]),
@@ -224,8 +211,9 @@ def keras_head(feats, ages, parts, loss_name, cfg: Config, head: dict):
         _KERAS_HEADS[key] = (model, [w.copy() for w in model.get_weights()])
     model, initial = _KERAS_HEADS[key]
     weights = [w.copy() for w in initial]
-    if loss_name == "l2":
-        weights = [np.zeros_like(weights[0]), np.full_like(weights[1], ages[parts["train"]].mean())]
+    bias = loss_spec(loss_name).head_bias(ages[parts["train"]])
+    if bias is not None:
+        weights = [np.zeros_like(weights[0]), np.full_like(weights[1], bias)]
     model.set_weights(weights)
     for var in model.optimizer.variables:  # a fresh optimiser state for every fold
         if not var.path.endswith("learning_rate"):  # the rate is a variable too: keep it
@@ -245,5 +233,10 @@ def keras_head(feats, ages, parts, loss_name, cfg: Config, head: dict):
         if val < best["val_mae"]:
             best, best_weights = {"val_mae": val, "epoch": epoch}, model.get_weights()
     model.set_weights(best_weights)
-    test_out = np.asarray(model.predict_on_batch(feats[parts["test"]]))
-    return test_out, np.asarray(model.predict_on_batch(feats[va])), best, rows
+
+    def head_outputs(features: np.ndarray) -> np.ndarray:
+        if len(features) == 0:
+            return np.zeros((0, model.output_shape[-1]), np.float32)
+        return np.asarray(model.predict_on_batch(features))
+
+    return head_outputs, best, rows

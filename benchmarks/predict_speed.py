@@ -23,9 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from agezoo.backends import load_predictor
+from common import results
 from common.config import Config, DataConfig, LossConfig, ModelConfig, save_config, to_dict
 from common.datasets import fgnet_root, load_fgnet
-from common.predict import STAGES, load_predictor
+from common.predictor import STAGES
 
 OUT = Path(__file__).parent / "results" / "predict_speed.json"
 
@@ -51,15 +53,17 @@ def build_models(folder: Path, size: int, detector: str) -> dict[str, Path]:
     model = create_model("mobilenet_v2", 101, "imagenet" if have else "none", size).eval()
     torch_run = folder / "torch-run"
     torch_run.mkdir()
-    torch.save({"model": model.state_dict(), "config": to_dict(cfg)}, torch_run / "best.pt")
+    torch.save(
+        {"model": model.state_dict(), "config": to_dict(cfg)}, torch_run / results.TORCH_BEST
+    )
     onnx_report = export_onnx(torch_run, torch_run / "model.onnx")
 
     kmodel = keras_model("mobilenet_v2", 101, "none", size)
-    port_torch_age_model(model, kmodel)
+    port_torch_age_model(model.state_dict(), "mobilenet_v2", kmodel)
     keras_run = folder / "keras-run"
     keras_run.mkdir()
-    kmodel.save(keras_run / "model.keras")
-    save_config(cfg, keras_run / "config.yaml")
+    kmodel.save(keras_run / results.KERAS_MODEL)
+    save_config(cfg, keras_run / results.CONFIG)
     keras_report = export_keras(keras_run)
     return {
         "torch": torch_run,

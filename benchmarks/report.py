@@ -14,16 +14,12 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from scipy.stats import wilcoxon
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy.stats import wilcoxon  # noqa: E402
-
-from common import metrics  # noqa: E402
-
-PAPER_MAE = 4.10  # Pan et al., CVPR 2018: FG-NET LOPO, Mean-Variance loss
+from benchmarks.plots import PAPER_MAE, report_plots
+from common import metrics, results
+from common.losses import LOSSES
 
 
 def load_results(out: Path) -> dict[str, list[dict]]:
@@ -161,7 +157,7 @@ def write_report(out: Path) -> Path:
     preset = (
         json.loads((out / "preset.json").read_text()) if (out / "preset.json").is_file() else {}
     )
-    n_folds_total = len(json.loads((out / "folds.json").read_text())["folds"])
+    n_folds_total = len(json.loads((out / results.FOLDS).read_text())["folds"])
     fold_hash = next(iter(load_results(out).values()))[0]["fold_hash"]
     lines = [f"# Benchmark report: {preset.get('name', out.name)}", ""]
     if preset.get("description"):
@@ -264,7 +260,7 @@ def write_report(out: Path) -> Path:
             )
     else:
         lines.append("No cell ran more than one loss here.")
-    plots = _plots(out, cells, pairs)
+    plots = report_plots(out, cells, pairs)
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
@@ -292,7 +288,7 @@ def _loss_pairs(cells):
     for s in (cells[c] for c in sorted(cells)):
         if s["loss"] != "mean_variance":
             continue
-        for other in ("softmax", "l2"):
+        for other in (name for name in LOSSES if name != "mean_variance"):
             twin = f"{s['framework']}-{s['model']}-{other}-{s['weights']}"
             if twin in cells and (pr := paired(s, cells[twin])):
                 out.append(
@@ -303,116 +299,6 @@ def _loss_pairs(cells):
                     )
                 )
     return out
-
-
-def _plots(out: Path, cells: dict, pairs) -> list[Path]:
-    paths = []
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for cid, s in sorted(cells.items()):
-        ts = sorted(s["cs_curve"])
-        ax.plot(ts, [s["cs_curve"][t] for t in ts], marker="o", ms=3, label=cid)
-    ax.set(
-        xlabel="error threshold θ (years)",
-        ylabel="CS(θ): fraction within θ",
-        title="Cumulative score",
-        ylim=(0, 1),
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    paths.append(_save(fig, out / "cs_curves.png"))
-
-    decades = sorted(
-        {d for s in cells.values() for d in s["by_decade"]}, key=lambda d: int(d.split("-")[0])
-    )
-    fig, ax = plt.subplots(figsize=(8, 5))
-    width = 0.8 / max(1, len(cells))
-    for i, (cid, s) in enumerate(sorted(cells.items())):
-        vals = [s["by_decade"].get(d, (np.nan, 0))[0] for d in decades]
-        ax.bar(np.arange(len(decades)) + i * width, vals, width, label=cid)
-    ax.axhline(PAPER_MAE, color="k", ls="--", lw=1, label=f"paper overall MAE {PAPER_MAE}")
-    ax.set_xticks(np.arange(len(decades)) + 0.4 - width / 2, decades)
-    ax.set(xlabel="true age", ylabel="MAE (years)", title="MAE by age decade")
-    ax.legend(fontsize=7)
-    paths.append(_save(fig, out / "mae_by_decade.png"))
-
-    n = len(cells)
-    cols = min(3, n)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
-    top = max(max(s["true"].max(), s["pred"].max()) for s in cells.values()) + 2
-    for ax, (cid, s) in zip(axes.flat, sorted(cells.items()), strict=False):
-        ax.scatter(s["true"], s["pred"], s=6, alpha=0.4)
-        ax.plot([0, top], [0, top], "k--", lw=1)
-        ax.set(
-            xlim=(0, top),
-            ylim=(0, top),
-            xlabel="true age",
-            ylabel="predicted age",
-            title=f"{cid}\nMAE {s['mae']:.2f}",
-        )
-        ax.title.set_fontsize(8)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    paths.append(_save(fig, out / "scatter.png"))
-
-    reliable = {c: s["calibration"] for c, s in sorted(cells.items()) if s["calibration"]}
-    reliable = {c: r for c, r in reliable.items() if "reliability_after" in r}
-    if reliable:
-        fig, ax = plt.subplots(figsize=(6, 5.5))
-        ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
-        for i, (cid, r) in enumerate(reliable.items()):
-            color = f"C{i % 10}"
-            levels = sorted(r["reliability_after"], key=float)
-            x = [float(v) for v in levels]
-            ax.plot(x, [r["reliability_before"][v] for v in levels], ":", color=color, marker=".")
-            ax.plot(
-                x,
-                [r["reliability_after"][v] for v in levels],
-                "-",
-                color=color,
-                marker="o",
-                ms=3,
-                label=f"{cid} (T {r['temperature_median']:.2f})",
-            )
-        ax.set(
-            xlabel="nominal coverage of the central interval",
-            ylabel="observed coverage on test people",
-            title="Reliability: dotted = before, solid = after calibration",
-            xlim=(0, 1),
-            ylim=(0, 1),
-        )
-        ax.title.set_fontsize(9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        paths.append(_save(fig, out / "reliability.png"))
-
-    if pairs:
-        cols = min(3, len(pairs))
-        rows = -(-len(pairs) // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
-        for ax, (label, pr) in zip(axes.flat, pairs, strict=False):
-            top = max(max(pr["a"]), max(pr["b"])) * 1.05 + 0.5
-            ax.scatter(pr["b"], pr["a"], s=10)
-            ax.plot([0, top], [0, top], "k--", lw=1)
-            ax.set(
-                xlim=(0, top),
-                ylim=(0, top),
-                xlabel="Keras fold MAE",
-                ylabel="PyTorch fold MAE",
-                title=f"{label}\nmean diff {pr['mean_diff']:+.3f}",
-            )
-            ax.title.set_fontsize(8)
-        for ax in list(axes.flat)[len(pairs) :]:
-            ax.axis("off")
-        paths.append(_save(fig, out / "paired_folds.png"))
-    return paths
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,11 +4,11 @@
     python -m benchmarks.run merge DEST SRC [SRC ...]
     python -m benchmarks.run status DIR [--shards n]
 
-The preset (``configs/bench-*.yaml``) names the data, the protocol, the mode and the cells. The
-fold file is built once (``DIR/folds.json``) and every cell reads it; each (cell, fold) writes
-one JSON result atomically to ``DIR/results/CELL/FOLD.json``. A killed run resumes: finished
-results are kept and skipped, a half-finished one is redone. ``--shard i/n`` takes every n-th
-item, so n processes or machines can share the work; ``merge`` joins their folders, refusing
+The preset (``common/configs/bench-*.yaml``) names the data, the protocol, the mode and the
+cells. The fold file is built once (``DIR/folds.json``) and every cell reads it; each (cell,
+fold) writes one JSON result atomically to ``DIR/results/CELL/FOLD.json``. A killed run resumes:
+finished results are kept and skipped, a half-finished one is redone. ``--shard i/n`` takes every
+n-th item, so n processes or machines can share the work; ``merge`` joins their folders, refusing
 results made on other folds, other preprocessing or other starting weights; ``status`` says how
 far each shard of a run spread over sessions has got, from the files alone.
 
@@ -25,30 +25,19 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from tqdm import tqdm
 
+from agezoo.backends import TRAINING, backend
+from benchmarks.cells import Cell, pack_result
 from common import results
 from common.config import CONFIG_DIR, Config, DataConfig, ProtocolConfig, from_dict
 from common.prepare import build_folds, load_faces
 from common.splits import load_folds, save_folds
 
 BENCH_KEYS = {"name", "description", "data", "protocol", "mode", "train", "head", "cells", "matrix"}
-
-
-@dataclass(frozen=True)
-class Cell:
-    framework: str  # torch | keras
-    model: str
-    loss: str
-    weights: str
-
-    @property
-    def id(self) -> str:
-        return f"{self.framework}-{self.model}-{self.loss}-{self.weights}"
 
 
 def preset_file(name: str) -> Path:
@@ -83,8 +72,8 @@ def expand_cells(preset: dict) -> list[Cell]:
         for combo in itertools.product(*(m[k] for k in keys)):
             cells.append(Cell(*combo))
     for cell in cells:
-        if cell.framework not in ("torch", "keras"):
-            raise ValueError(f"cell {cell.id}: framework must be torch or keras")
+        if cell.framework not in TRAINING:
+            raise ValueError(f"cell {cell.id}: framework must be one of {', '.join(TRAINING)}")
     if len({c.id for c in cells}) != len(cells):
         raise ValueError("the preset lists a cell twice")
     return cells
@@ -129,7 +118,7 @@ def prepare(preset: dict, out: Path):
     protocol = from_dict(ProtocolConfig, preset.get("protocol", {}), "protocol")
     faces = load_faces(data)
     folds = build_folds(protocol, faces.persons, data)
-    fold_file = out / "folds.json"
+    fold_file = out / results.FOLDS
     if fold_file.is_file():
         old, digest, meta = load_folds(fold_file)
         if old != folds or meta.get("preprocess") != faces.key:
@@ -216,38 +205,16 @@ def check_start(out: Path, cell_id: str, start: str | None) -> None:
         )
 
 
-def _fit_function(framework: str):
-    if framework == "torch":
-        from torch_impl.train import fit
-    else:
-        from tf_impl.train import fit
-    return fit
-
-
 def _finetune(preset, cell, fold, fold_hash, faces, out: Path, progress: bool) -> dict:
     cfg = cell_config(preset, cell)
     work = out / "work" / cell.id / fold.name
     if work.exists():  # a half-finished (cell, fold) from a killed run: redo it from scratch
         shutil.rmtree(work)
-    metrics = _fit_function(cell.framework)(cfg, faces, fold, fold_hash, work, progress=progress)
-    result = pack_result(cell, fold, metrics, results.read_predictions(work / "predictions.csv"))
+    fit = backend(cell.framework).module("train").fit
+    metrics = fit(cfg, faces, fold, fold_hash, work, progress=progress)
+    result = pack_result(cell, fold, metrics, results.read_predictions(work / results.PREDICTIONS))
     shutil.rmtree(work)
     return result
-
-
-def pack_result(cell: Cell, fold, metrics: dict, preds: dict) -> dict:
-    """One (cell, fold) result: the run's metrics plus its per-image predictions."""
-    return {
-        "cell": cell.id,
-        "framework": cell.framework,
-        "model": cell.model,
-        "loss": cell.loss,
-        "weights": cell.weights,
-        "fold": fold.name,
-        "fold_mae": metrics.get("test_mae"),
-        **{k: v for k, v in metrics.items() if k not in ("framework", "model", "loss", "fold")},
-        "predictions": {k: v.tolist() for k, v in preds.items()},
-    }
 
 
 def merge(dest: Path, sources: list[Path]) -> int:
@@ -255,15 +222,15 @@ def merge(dest: Path, sources: list[Path]) -> int:
     dest.mkdir(parents=True, exist_ok=True)
     copied = 0
     for src in sources:
-        folds, digest, meta = load_folds(src / "folds.json")
-        if (dest / "folds.json").is_file():
-            _, dest_digest, dest_meta = load_folds(dest / "folds.json")
+        folds, digest, meta = load_folds(src / results.FOLDS)
+        if (dest / results.FOLDS).is_file():
+            _, dest_digest, dest_meta = load_folds(dest / results.FOLDS)
             if digest != dest_digest or meta.get("preprocess") != dest_meta.get("preprocess"):
                 raise ValueError(
                     f"{src}: fold hash or preprocessing differs from {dest}; refusing to merge"
                 )
         else:
-            shutil.copy(src / "folds.json", dest / "folds.json")
+            shutil.copy(src / results.FOLDS, dest / results.FOLDS)
             if (src / "preset.json").is_file():
                 shutil.copy(src / "preset.json", dest / "preset.json")
         for path in sorted((src / "results").glob("*/*.json")):
@@ -280,10 +247,10 @@ def merge(dest: Path, sources: list[Path]) -> int:
 
 def status(out: Path, shards: int = 1) -> list[dict]:
     """Per shard of ``out``'s full matrix: its items, how many have a result, and those missing."""
-    if not (out / "preset.json").is_file() or not (out / "folds.json").is_file():
+    if not (out / "preset.json").is_file() or not (out / results.FOLDS).is_file():
         raise FileNotFoundError(f"{out} is not a benchmark folder (no preset.json / folds.json)")
     preset = json.loads((out / "preset.json").read_text())
-    folds, _, _ = load_folds(out / "folds.json")
+    folds, _, _ = load_folds(out / results.FOLDS)
     cells = expand_cells(preset)
     rows = []
     for i in range(shards):
@@ -333,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("preset", help="a configs/bench-NAME.yaml name or a YAML path")
+    parser.add_argument("preset", help="a common/configs/bench-NAME.yaml name or a YAML path")
     parser.add_argument("--out", type=Path, help="default: runs/bench-NAME")
     parser.add_argument("--shard", default="0/1")
     parser.add_argument("--folds", type=int, help="only the first N folds (smoke runs)")

@@ -65,7 +65,7 @@ def _pipeline_train(args, fit) -> list[float]:
     folds = build_folds(cfg.protocol, faces.persons)
     with tempfile.TemporaryDirectory() as run_dir:
         fit(cfg, faces, folds[0], folds_hash(folds), run_dir, progress=False)
-        log = results.CsvLog(Path(run_dir) / "log.csv", keep=True)
+        log = results.CsvLog(Path(run_dir) / results.LOG, keep=True)
     return [float(r["train_images_per_s"]) for r in log.rows[args.warmup :]]
 
 

@@ -1,4 +1,4 @@
-"""Run configuration: frozen dataclasses, YAML presets in ``configs/``, ``key=value`` overrides.
+"""Run configuration: frozen dataclasses, YAML presets (``common/configs/``), ``key=value``.
 
 Example:
     >>> cfg = apply_overrides(Config(), ["optim.lr=0.01", "model.name=resnet34"])
@@ -12,16 +12,18 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# Package data, so that an installed wheel has its presets as an editable install does.
+CONFIG_DIR = Path(str(resources.files("common") / "configs"))
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "fgnet"  # fgnet | utkface | aaf | csv | synthetic | aaf+fgnet (combined)
+    dataset: str = "fgnet"  # a common.datasets.DATASETS name, synthetic, or names joined by +
     root: str | None = None  # folder or CSV file; FG-NET is found through AGEZOO_FGNET_DIR
     size: int = 224  # aligned crop side in pixels
     margin: float = 0.2
@@ -183,7 +185,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
 
 
 def preset_path(name_or_path: str) -> Path:
-    """A preset name (``configs/NAME.yaml``) or a path to a YAML file."""
+    """A preset name (``common/configs/NAME.yaml``) or a path to a YAML file."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
@@ -197,7 +199,7 @@ def preset_path(name_or_path: str) -> Path:
 
 
 def training_presets() -> list[str]:
-    """The training presets in ``configs/`` (the ``bench-*`` files are benchmark presets)."""
+    """The training presets in ``common/configs/`` (the ``bench-*`` files are benchmark presets)."""
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("bench-"))
 
 

@@ -18,6 +18,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 LAMBDA_MEAN = 0.2
@@ -146,29 +149,69 @@ def l2_loss(predictions: np.ndarray, ages: np.ndarray) -> float:
     return float(np.mean((pred - ages) ** 2))
 
 
-LOSS_NAMES = ("mean_variance", "softmax", "l2")
+@dataclass(frozen=True)
+class LossSpec:
+    """One loss, described once: both frameworks' ``make_loss``, the heads and decoding read it.
+
+    Attributes:
+        name: the config's ``loss.name``.
+        distribution: True when the network outputs K logits of an age distribution (the age is
+            its expectation, its std the uncertainty, calibrated by a temperature); False for a
+            direct regression with one output (no std, no calibration).
+        reference: the numpy reference of the loss, ``(outputs, ages) -> float``.
+        description: one line for usage texts.
+    """
+
+    name: str
+    distribution: bool
+    reference: Callable[[np.ndarray, np.ndarray], float]
+    description: str
+
+    def outputs(self, num_classes: int = DEFAULT_NUM_CLASSES) -> int:
+        """Network outputs: K logits for a distribution, 1 for a regression."""
+        return num_classes if self.distribution else 1
+
+    def head_bias(self, train_ages: np.ndarray) -> float | None:
+        """Where the age head starts: a regression starts at the mean training age (zero
+        weights, this bias); ``None`` keeps the framework's default initialisation."""
+        return None if self.distribution else float(np.mean(train_ages))
+
+
+LOSSES: dict[str, LossSpec] = {
+    spec.name: spec
+    for spec in (
+        LossSpec("mean_variance", True, mean_variance_loss, "the paper's loss"),
+        LossSpec("softmax", True, softmax_loss, "cross-entropy only, predicting the expectation"),
+        LossSpec("l2", False, l2_loss, "direct regression, one output"),
+    )
+}
+LOSS_NAMES = tuple(LOSSES)
+
+
+def loss_spec(name: str) -> LossSpec:
+    """The table entry of a loss; a clear error for an unknown name."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; known: {list(LOSSES)}")
+    return LOSSES[name]
 
 
 def num_outputs(loss_name: str, num_classes: int = DEFAULT_NUM_CLASSES) -> int:
     """Network outputs a loss needs: K logits for the distribution losses, 1 for L2."""
-    if loss_name not in LOSS_NAMES:
-        raise ValueError(f"unknown loss {loss_name!r}; known: {list(LOSS_NAMES)}")
-    return 1 if loss_name == "l2" else num_classes
+    return loss_spec(loss_name).outputs(num_classes)
 
 
 def decode_outputs(
     outputs: np.ndarray, loss_name: str, temperature: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted age, standard deviation) from raw network outputs; L2 has no std (NaN).
+    """(predicted age, standard deviation) from raw network outputs; a regression has no std (NaN).
 
     The age is always the expectation of the model's own distribution; a calibration
     ``temperature`` (``common.calibration``) only widens or narrows the reported spread.
     """
     outputs = np.asarray(outputs, dtype=np.float64)
-    if loss_name == "l2":
+    if not loss_spec(loss_name).distribution:
         pred = outputs.reshape(len(outputs), -1)[:, 0]
         return pred, np.full(len(pred), np.nan)
-    num_outputs(loss_name)
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     return expected_age(outputs), age_std(outputs / temperature)

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from common.predict import ModelCard, Predictor
+from common.predictor import ModelCard, Predictor
 
 CARD_KEY = "agezoo_card"
 
 
-def load_onnx_predictor(path: str | Path, threads: int = 0) -> Predictor:
-    """A predictor over an ONNX file exported by ``python -m torch_impl.export``."""
+def load_predictor(path: str | Path, device: str = "cpu", threads: int = 0) -> Predictor:
+    """A predictor over an ONNX file exported by ``python -m torch_impl.export``; it runs on
+    onnxruntime's CPU provider whatever ``device`` says."""
     try:
         import onnxruntime as ort
     except ImportError as exc:

@@ -24,19 +24,8 @@ from common.synthetic import make_synthetic
 
 
 def load_records(data: DataConfig) -> list[datasets.Record]:
-    """The records of a real data set named by the config."""
-    if data.dataset == "fgnet":
-        root = Path(data.root) if data.root else datasets.fgnet_root()
-        return datasets.load_fgnet(root)
-    if data.dataset == "aaf":
-        return datasets.load_aaf(datasets.aaf_root(data.root))
-    if data.root is None:
-        raise ValueError(f"data.root must name the {data.dataset} folder or file")
-    readers = {"utkface": datasets.load_utkface, "csv": datasets.load_csv}
-    if data.dataset not in readers:
-        known = ["fgnet", *readers, "synthetic"]
-        raise ValueError(f"unknown data.dataset {data.dataset!r}; known: {known}")
-    return readers[data.dataset](data.root)
+    """The records of a real data set named by the config (``common.datasets.DATASETS``)."""
+    return datasets.dataset(data.dataset).read(data.root)
 
 
 def load_faces(data: DataConfig, progress: bool = True) -> FaceArrays:
@@ -50,7 +39,7 @@ def load_faces(data: DataConfig, progress: bool = True) -> FaceArrays:
             raise ValueError("combined data sets are found through AGEZOO_*_DIR, not data.root")
         names = data.dataset.split("+")
         return concat_faces({n: load_faces(replace(data, dataset=n), progress) for n in names})
-    if data.dataset == "synthetic":
+    if data.dataset == datasets.SYNTHETIC:
         return make_synthetic(data.synthetic_persons, data.synthetic_images_per_person, data.size)
     records = load_records(data)
     spec = AlignSpec(size=data.size, margin=data.margin, detector=data.detector)
@@ -62,12 +51,17 @@ def build_folds(
 ) -> list[splits.Fold]:
     """The folds the protocol asks for, over the given per-image person ids.
 
-    ``official`` takes the data set's own test list (All-Age-Faces' ``val.txt``).
+    ``official`` takes the data set's own test list (All-Age-Faces' ``val.txt``), from the
+    data-set table.
     """
     if protocol.kind == "official":
-        if data is None or data.dataset != "aaf":
-            raise ValueError("protocol.kind=official exists for data.dataset=aaf only")
-        test = datasets.aaf_split(datasets.aaf_root(data.root))["val"]
+        entry = datasets.DATASETS.get(data.dataset) if data is not None else None
+        if entry is None or entry.official_test is None:
+            with_lists = [d.name for d in datasets.DATASETS.values() if d.official_test]
+            raise ValueError(
+                f"protocol.kind=official exists for data.dataset={'|'.join(with_lists)} only"
+            )
+        test = entry.official_test(data.root)
         return splits.official_split(persons, test, protocol.val_fraction, protocol.seed)
     if protocol.kind == "lopo":
         return splits.lopo_folds(persons, protocol.val_fraction, protocol.seed)
@@ -91,9 +85,7 @@ def sheet_sample(arrays: FaceArrays, n: int = 96, seed: int = 0) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--dataset", default="fgnet", choices=["fgnet", "utkface", "aaf", "csv", "synthetic"]
-    )
+    parser.add_argument("--dataset", default="fgnet", choices=datasets.dataset_names())
     parser.add_argument("--root", help="data folder or CSV (FG-NET: AGEZOO_FGNET_DIR instead)")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--margin", type=float, default=0.2)
@@ -107,15 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     data = DataConfig(dataset=args.dataset, root=args.root, size=args.size, margin=args.margin)
     out = args.out or datasets.default_cache_dir() / "prepared" / f"{args.dataset}-{args.size}px"
     try:
-        if args.dataset == "fgnet":
-            root = Path(args.root) if args.root else datasets.fgnet_root()
-            data = DataConfig(dataset="fgnet", root=str(root), size=args.size, margin=args.margin)
-            report = datasets.verify_fgnet(root)
-            print(f"FG-NET at {root}: {report}")
+        entry = datasets.DATASETS.get(args.dataset)
+        if entry is not None and entry.verify is not None:
+            root, report = entry.verify(args.root)
+            data = replace(data, root=str(root))
+            print(f"{args.dataset} at {root}: {report}")
             if not report.ok:
                 print(
-                    "warning: this copy differs from the published FG-NET; results will not "
-                    "be comparable with the literature",
+                    f"warning: this copy differs from the published {args.dataset}; results "
+                    "will not be comparable with the literature",
                     file=sys.stderr,
                 )
         t0 = time.perf_counter()
@@ -135,10 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(rejected)}; skipped: {len(arrays.meta.get('skipped', []))}; "
             f"cache key {arrays.key[:16]}"
         )
-    if args.dataset == "aaf":
-        kind, protocol = "official", ProtocolConfig(kind="official")
-    else:
-        kind, protocol = "lopo", ProtocolConfig(kind="lopo")
+    entry = datasets.DATASETS.get(args.dataset)
+    kind = entry.default_protocol if entry else "lopo"
+    protocol = ProtocolConfig(kind=kind)
     folds = build_folds(protocol, arrays.persons, data)
     fold_file = out / f"folds_{kind}.json"
     fold_hash = splits.save_folds(

@@ -1,8 +1,9 @@
-"""One run-folder layout and result schema for both frameworks.
+"""One run-folder layout and result schema for both frameworks, and the tail of every fold.
 
 A run folder holds ``config.yaml``, ``folds.json``, ``log.csv``, the framework's checkpoint,
 ``predictions.csv`` (file, person, true age, expected age, std) and ``metrics.json``. Every file
 is written atomically (temporary file + rename), so an interrupted run never leaves half a file.
+The file names are the constants below; nothing else spells them.
 """
 
 from __future__ import annotations
@@ -14,14 +15,28 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from common import metrics
 from common.calibration import calibration_report
+from common.losses import decode_outputs, loss_spec
 
 SCHEMA_VERSION = 1
+
+CONFIG = "config.yaml"
+FOLDS = "folds.json"
+LOG = "log.csv"
+PREDICTIONS = "predictions.csv"
+METRICS = "metrics.json"
+CALIBRATION = "calibration.json"  # Keras runs; a PyTorch run keeps it inside its checkpoint
+BEST_EPOCH = "best.json"  # Keras runs: the best epoch so far, for a resumed run
+TORCH_BEST = "best.pt"  # the chosen epoch's checkpoint, with config and calibration
+TORCH_LAST = "last.pt"  # the latest epoch's checkpoint, to resume from
+KERAS_MODEL = "model.keras"  # the chosen epoch's whole model
+KERAS_BEST_WEIGHTS = "best.weights.h5"
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -82,7 +97,7 @@ def calibrate_run(
 
     ``None`` for the L2 loss, which predicts no distribution.
     """
-    if loss_name == "l2" or len(val_outputs) == 0:
+    if not loss_spec(loss_name).distribution or len(val_outputs) == 0:
         return None
     return calibration_report(val_outputs, val_ages, test_outputs, test_ages)
 
@@ -203,7 +218,7 @@ def finish_run(
         metrics["test_mae"] = metrics["test"]["mae"]
         if write:
             write_predictions(
-                run_dir / "predictions.csv",
+                run_dir / PREDICTIONS,
                 faces.names[idx],
                 faces.persons[idx],
                 faces.ages[idx],
@@ -211,5 +226,57 @@ def finish_run(
                 std,
             )
     if write:
-        atomic_write_json(run_dir / "metrics.json", metrics)
+        atomic_write_json(run_dir / METRICS, metrics)
     return metrics
+
+
+def evaluate_fold(
+    outputs: Callable[[np.ndarray], np.ndarray],
+    faces,
+    parts: dict[str, np.ndarray],
+    loss_name: str,
+    metrics: dict,
+    run_dir: str | Path,
+    write: bool = True,
+    keep_calibration: Callable[[dict | None], None] | None = None,
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """The tail of every fold, in both frameworks and the frozen benchmark alike.
+
+    The chosen weights' test outputs (timed), the temperature fitted on the validation people,
+    decoding, the test figures; writes ``predictions.csv`` and ``metrics.json`` when ``write``.
+
+    Args:
+        outputs: image indices → raw network outputs, (N, K) or (N, 1): the framework's forward
+            pass in evaluation mode, the only part a framework supplies.
+        faces: the ``FaceArrays`` the indices point into.
+        parts: the fold's ``train`` / ``val`` / ``test`` indices.
+        loss_name: a ``common.losses.LOSSES`` name.
+        metrics: the run's metrics so far (``run_metrics``); completed in place.
+        keep_calibration: stores the calibration with the model (checkpoint, file), called
+            before ``metrics.json`` is written, which marks the run finished.
+
+    Returns:
+        The metrics (with ``calibration``) and the test predictions (the columns of
+        ``predictions.csv``, unrounded).
+    """
+    test, val = parts["test"], parts["val"]
+    t0 = time.perf_counter()
+    test_out = outputs(test)
+    eval_seconds = time.perf_counter() - t0
+    calibration = calibrate_run(
+        loss_name, outputs(val), faces.ages[val], test_out, faces.ages[test]
+    )
+    temperature = calibration["temperature"] if calibration else 1.0
+    pred, std = decode_outputs(test_out, loss_name, temperature) if len(test) else (None, None)
+    metrics["calibration"] = calibration
+    if keep_calibration is not None:
+        keep_calibration(calibration)
+    metrics = finish_run(run_dir, metrics, faces, test, pred, std, eval_seconds, write)
+    preds = {
+        "file": faces.names[test],
+        "person": faces.persons[test],
+        "true_age": faces.ages[test].astype(float),
+        "expected_age": pred,
+        "std": std,
+    }
+    return metrics, preds

@@ -7,8 +7,11 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from common import results
 from common.cache import FaceArrays
 from common.config import Config, load_config
+from common.datasets import dataset_names
+from common.losses import LOSSES
 from common.prepare import build_folds, load_faces
 from common.splits import Fold, save_folds
 
@@ -22,10 +25,10 @@ TRAIN_USAGE = """usage: python -m {module} [PRESET|CONFIG.yaml] [key=value ...]
 Trains one fold of the configured protocol and writes a run folder (config, folds, log,
 checkpoint, predictions, metrics, calibration).
 
-  PRESET      a file in configs/: {presets}
+  PRESET      a file in common/configs/: {presets}
   key=value   overrides, e.g. model.name=resnet34 data.size=112 optim.lr=3e-4
-              loss.name=mean_variance|softmax|l2 model.weights=auto|imagenet|none|PATH
-              data.dataset=fgnet|utkface|aaf|csv|synthetic data.detector=mtcnn|haar
+              loss.name={losses} model.weights=auto|imagenet|none|PATH
+              data.dataset={datasets} data.detector=mtcnn|haar
               resume=true run_dir=runs/...  (continue an interrupted run)
 """
 
@@ -37,7 +40,12 @@ class HelpRequested(Exception):
 def train_usage(module: str) -> str:
     from common.config import training_presets
 
-    return TRAIN_USAGE.format(module=module, presets=", ".join(training_presets()))
+    return TRAIN_USAGE.format(
+        module=module,
+        presets=", ".join(training_presets()),
+        datasets="|".join(dataset_names()),
+        losses="|".join(LOSSES),
+    )
 
 
 def parse_cli(argv: list[str]) -> Config:
@@ -86,7 +94,7 @@ def plan_run(cfg: Config, framework: str, progress: bool = True) -> RunPlan:
 def write_folds(plan: RunPlan) -> str:
     return save_folds(
         plan.folds,
-        plan.run_dir / "folds.json",
+        plan.run_dir / results.FOLDS,
         meta={"preprocess": plan.faces.key, "dataset": plan.cfg.data.dataset},
     )
 

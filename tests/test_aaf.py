@@ -162,7 +162,7 @@ def test_pretrain_publishes_weights_that_aaf_loads(framework, fake_aaf, tmp_path
     import json
 
     import weights
-    from common import pretrain
+    from agezoo import pretrain
 
     monkeypatch.setenv("AGEZOO_AAF_DIR", str(fake_aaf))
     monkeypatch.setenv("AGEZOO_WEIGHTS_DIR", str(tmp_path / "no-weights"))
@@ -220,8 +220,8 @@ def test_make_model_writes_the_default_predict_model(fgnet_dir, fake_aaf, tmp_pa
     import json
 
     import weights
-    from common import pretrain
-    from common.predict import load_predictor
+    from agezoo import pretrain
+    from agezoo.backends import load_predictor
 
     monkeypatch.setenv("AGEZOO_AAF_DIR", str(fake_aaf))
     monkeypatch.setenv("AGEZOO_WEIGHTS_DIR", str(tmp_path / "no-weights"))
@@ -253,8 +253,8 @@ def test_make_model_writes_the_default_predict_model(fgnet_dir, fake_aaf, tmp_pa
 
 
 def test_design_card_models_pretrain_from_scratch_preset():
+    from agezoo.pretrain import preset_for
     from common.config import load_config
-    from common.pretrain import preset_for
 
     assert preset_for("aaf", "mobilenet_v2") == "pretrain-aaf"
     assert preset_for("general", "mobilenet_v2") == "general"

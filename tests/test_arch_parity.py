@@ -67,7 +67,7 @@ def test_batchnorm_momentum_and_epsilon_agree(name):
 
 @pytest.mark.parametrize("name", sorted(PORTS))
 def test_ported_weights_give_the_same_ages(name):
-    from torch_impl.train import to_input
+    from torch_impl.preprocess import to_input
 
     tmodel, kmodel, size = _pair(name)
     rng = np.random.default_rng(0)
@@ -87,6 +87,6 @@ def test_ported_weights_give_the_same_ages(name):
             bn.bias.uniform_(-0.2, 0.2)
         theirs = tmodel.eval()(x).numpy()
     assert np.ptp(theirs, axis=0).max() > 1e-3 * np.abs(theirs).max()  # images differ
-    port_torch_age_model(tmodel, kmodel)
+    port_torch_age_model(tmodel.state_dict(), tmodel.entry.name, kmodel)
     ours = kmodel.predict(images.astype("float32"), verbose=0)
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * np.abs(theirs).max())

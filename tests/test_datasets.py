@@ -2,6 +2,7 @@ import os
 import shutil
 import stat
 import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -160,7 +161,7 @@ def test_offline_download_fails_with_instructions(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(datasets.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(DatasetNotFoundError) as info:
         datasets.fgnet_root(cache_dir=tmp_path)
     text = str(info.value)

@@ -92,3 +92,13 @@ def test_bad_reduction_and_names():
         losses.l2_loss(np.zeros((2, 3)), np.zeros(2))
     with pytest.raises(ValueError, match="unknown loss"):
         losses.make_loss("focal")
+
+
+@pytest.mark.parametrize("name", list(ref.LOSSES))
+def test_every_loss_of_the_table_has_an_implementation_that_matches_its_reference(name):
+    spec = ref.LOSSES[name]
+    outputs = np.random.default_rng(0).normal(size=(4, spec.outputs(11))).astype("float32")
+    ages = np.array([1.0, 3.5, 7.0, 10.0], "float32")
+    got = float(losses.make_loss(name)(ages, outputs))
+    assert got == pytest.approx(spec.reference(outputs, ages), rel=1e-4)
+    assert set(losses.IMPLEMENTATIONS) == set(ref.LOSSES)

@@ -87,7 +87,8 @@ def test_mobilenet_v2_port_matches_pytorch():
     path = weight_registry.find_local("mobilenet_v2-b0353104.pth")
     if path is None:
         pytest.skip("mobilenet_v2-b0353104.pth not found (set AGEZOO_WEIGHTS_DIR)")
-    from tf_impl.convert import load_torchvision, mobilenet_v2_torch_layout
+    from tf_impl.backbones import mobilenet_v2_torch_layout
+    from tf_impl.convert import load_torchvision
 
     size = 112  # even: the size where Keras' own stride-2 padding would differ
     keras_net = mobilenet_v2_torch_layout(size)
@@ -104,7 +105,7 @@ def test_mobilenet_v2_port_matches_pytorch():
     assert model.pretrained
     images = np.random.default_rng(1).uniform(0, 255, (2, size, size, 3)).astype("float32")
     from torch_impl.models import create_model as torch_create
-    from torch_impl.train import to_input
+    from torch_impl.preprocess import to_input
 
     tmodel = torch_create("mobilenet_v2", 101, weights="imagenet").eval()
     tx = to_input(

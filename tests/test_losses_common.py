@@ -66,3 +66,15 @@ def test_softmax_and_l2_losses():
     assert losses.l2_loss(np.array([[1.0], [3.0]]), np.array([2.0, 2.0])) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="differ"):
         losses.l2_loss(np.zeros(3), np.zeros(2))
+
+
+def test_loss_table_describes_each_loss_once():
+    assert losses.LOSS_NAMES == tuple(losses.LOSSES)
+    assert losses.num_outputs("mean_variance", 11) == 11
+    assert losses.num_outputs("l2", 11) == 1
+    assert losses.loss_spec("softmax").head_bias(np.array([2.0, 4.0])) is None
+    assert losses.loss_spec("l2").head_bias(np.array([2.0, 4.0])) == 3.0
+    with pytest.raises(ValueError, match="unknown loss 'focal'; known:"):
+        losses.loss_spec("focal")
+    age, std = losses.decode_outputs(np.array([[5.0], [7.0]]), "l2")
+    assert age.tolist() == [5.0, 7.0] and np.isnan(std).all()

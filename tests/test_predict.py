@@ -8,19 +8,13 @@ import pytest
 from PIL import Image
 
 import weights as weight_registry
+from agezoo.backends import load_predictor
+from agezoo.cli import predict_main
+from agezoo.output import as_csv, as_json
 from common.config import Config, DataConfig, LossConfig, ModelConfig, save_config, to_dict
 from common.datasets import load_fgnet
 from common.faces import AlignSpec, align_face, eyes_from_landmarks
-from common.predict import (
-    ModelCard,
-    ModelNotFoundError,
-    PredictResult,
-    as_csv,
-    as_json,
-    expand_inputs,
-    load_predictor,
-    predict_main,
-)
+from common.predictor import ModelCard, ModelNotFoundError, PredictResult, expand_inputs
 from common.synthetic import make_synthetic
 
 torch = pytest.importorskip("torch")
@@ -53,7 +47,7 @@ def _torch_model(seed: int = 0, sharp: float = 20.0):
 
 def _calibrate_batchnorm(model) -> None:
     """Running statistics of the network on synthetic faces, so that outputs differ by face."""
-    from torch_impl.train import to_input
+    from torch_impl.preprocess import to_input
 
     faces = torch.from_numpy(make_synthetic(16, 2, size=SIZE, seed=1).images)
     for module in model.modules():
@@ -237,7 +231,7 @@ def test_onnx_export_parity_and_its_path_imports_no_framework(torch_run, tmp_pat
     Image.fromarray(faces[0]).resize((128, 128)).save(tmp_path / "chip.png")
     code = (
         "import sys\n"
-        "from common.predict import predict_main\n"
+        "from agezoo.cli import predict_main\n"
         f"rc = predict_main([{str(tmp_path / 'chip.png')!r}, '--onnx', "
         f"{str(tmp_path / 'age.onnx')!r}, '--fallback-center', '--json'])\n"
         "heavy = ('torch', 'tensorflow', 'keras', 'jax', 'mtcnn')\n"
@@ -261,7 +255,7 @@ def test_keras_export_and_frameworks_agree_on_ages(torch_run, tmp_path):
     from tf_impl.models import create_model
 
     kmodel = create_model("mobilenet_v2", 101, "none", SIZE)
-    port_torch_age_model(_torch_model(), kmodel)
+    port_torch_age_model(_torch_model().state_dict(), "mobilenet_v2", kmodel)
     run = tmp_path / "keras-run"
     run.mkdir()
     kmodel.save(run / "model.keras")
@@ -287,7 +281,8 @@ def test_keras_export_and_frameworks_agree_on_ages(torch_run, tmp_path):
 
 COMMANDS = [
     "common.prepare",
-    "common.predict",
+    "agezoo.cli",
+    "agezoo.pretrain",
     "common.env_check",
     "torch_impl.train",
     "torch_impl.export",

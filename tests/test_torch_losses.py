@@ -60,3 +60,13 @@ def test_bad_reduction_and_name():
         losses.mean_variance_loss(torch.zeros(1, 3), torch.zeros(1), reduction="avg")
     with pytest.raises(ValueError, match="unknown loss"):
         losses.make_loss("focal")
+
+
+@pytest.mark.parametrize("name", list(ref.LOSSES))
+def test_every_loss_of_the_table_has_an_implementation_that_matches_its_reference(name):
+    spec = ref.LOSSES[name]
+    outputs = np.random.default_rng(0).normal(size=(4, spec.outputs(11)))
+    ages = np.array([1.0, 3.5, 7.0, 10.0])
+    got = losses.make_loss(name)(torch.from_numpy(outputs), torch.from_numpy(ages)).item()
+    assert got == pytest.approx(spec.reference(outputs, ages), rel=1e-9)
+    assert set(losses.IMPLEMENTATIONS) == set(ref.LOSSES)

@@ -1,14 +1,9 @@
-"""MobileNetV2 in Keras with torchvision's layout, and the port of torchvision's weights into it
-and into the hand-built ResNets of ``tf_impl.models``.
+"""The port of PyTorch weights (torchvision's ImageNet files, agezoo's PyTorch age models) into
+the Keras backbones built in torchvision's layout (``tf_impl.backbones``).
 
-Porting the same file into both frameworks lets them start from identical weights. The details
-that make the two agree to float precision:
-
-* conv kernels OIHW → HWIO; depthwise kernels (C, 1, H, W) → (H, W, C, 1);
-* BatchNorm epsilon 1e-5 (torchvision), not Keras' 1e-3;
-* 3×3 convolutions pad 1 pixel on every side, as PyTorch does, by ``ZeroPadding2D(1)`` and a
-  "valid" convolution; Keras' own MobileNetV2 pads stride-2 layers on the bottom/right only,
-  which shifts every feature map by a pixel.
+Porting the same file into both frameworks lets them start from identical weights: conv kernels
+OIHW → HWIO, depthwise kernels (C, 1, H, W) → (H, W, C, 1), BatchNorm's four tensors as they are.
+Reading a PyTorch file needs the ``torch`` library, never ``torch_impl``.
 
 The converted weights are cached as ``.weights.h5`` next to the cache, keyed by the source hash,
 so PyTorch is needed only for the first conversion.
@@ -16,75 +11,16 @@ so PyTorch is needed only for the first conversion.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import numpy as np
 from keras import layers
 
 import weights as weight_registry
 from common.datasets import default_cache_dir
+from tf_impl.backbones import backbone_of
 from weights import WeightsUnavailableError
-
-BN_EPSILON = 1e-5
-# (expansion t, output channels c, repeats n, first stride s), as in the MobileNetV2 paper.
-SETTINGS = [
-    (1, 16, 1, 1),
-    (6, 24, 2, 2),
-    (6, 32, 3, 2),
-    (6, 64, 4, 2),
-    (6, 96, 3, 1),
-    (6, 160, 3, 2),
-    (6, 320, 1, 1),
-]
-
-
-def _name(torch_prefix: str) -> str:
-    return torch_prefix.replace(".", "_")
-
-
-def _bn(x, prefix):
-    return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=0.9, name=_name(prefix))(x)
-
-
-def _conv_bn_relu6(x, filters, kernel, stride, prefix, depthwise=False):
-    if kernel > 1:
-        x = layers.ZeroPadding2D(kernel // 2, name=_name(prefix) + "_pad")(x)
-    if depthwise:
-        x = layers.DepthwiseConv2D(
-            kernel, strides=stride, use_bias=False, name=_name(prefix + ".0")
-        )(x)
-    else:
-        x = layers.Conv2D(
-            filters, kernel, strides=stride, use_bias=False, name=_name(prefix + ".0")
-        )(x)
-    x = _bn(x, prefix + ".1")
-    return layers.ReLU(6.0, name=_name(prefix) + "_relu6")(x)
-
-
-def mobilenet_v2_torch_layout(input_size: int = 224) -> keras.Model:
-    """MobileNetV2 (width 1.0) returning the 1280-d average-pooled features.
-
-    Layer names are torchvision's state-dict prefixes with dots as underscores.
-    """
-    inputs = keras.Input((input_size, input_size, 3))
-    x = _conv_bn_relu6(inputs, 32, 3, 2, "features.0")
-    channels, index = 32, 1
-    for t, c, n, s in SETTINGS:
-        for i in range(n):
-            stride = s if i == 0 else 1
-            prefix = f"features.{index}.conv"
-            y, j = x, 0
-            if t != 1:
-                y = _conv_bn_relu6(y, channels * t, 1, 1, f"{prefix}.0")
-                j = 1
-            y = _conv_bn_relu6(y, channels * t, 3, stride, f"{prefix}.{j}", depthwise=True)
-            y = layers.Conv2D(c, 1, use_bias=False, name=_name(f"{prefix}.{j + 1}"))(y)
-            y = _bn(y, f"{prefix}.{j + 2}")
-            if stride == 1 and channels == c:
-                y = layers.Add(name=_name(f"features.{index}") + "_add")([x, y])
-            x, channels, index = y, c, index + 1
-    x = _conv_bn_relu6(x, 1280, 1, 1, "features.18")
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    return keras.Model(inputs, x, name="mobilenet_v2")
 
 
 def port_state_dict(model: keras.Model, state: dict) -> None:
@@ -174,17 +110,28 @@ def load_torchvision(model: keras.Model, arch: str) -> None:
     tmp.replace(cached)
 
 
-def port_torch_age_model(torch_model, keras_model: keras.Model) -> None:
-    """Copies a PyTorch age model (MobileNetV2, ResNet-34 or ResNet-50: backbone and age head)
-    into the Keras one of the same architecture."""
-    from tf_impl.models import backbone_of
+def read_torch_state(path: str | Path) -> dict:
+    """The state dict in a PyTorch weights file or agezoo checkpoint, as numpy arrays."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise WeightsUnavailableError(f"reading {path} needs PyTorch: pip install torch") from exc
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]  # an agezoo checkpoint
+    return {k: v.numpy() for k, v in state.items()}
 
-    arch = torch_model.entry.name
+
+def port_torch_age_model(state: dict, arch: str, keras_model: keras.Model) -> None:
+    """Copies a PyTorch age model's state dict (MobileNetV2, ResNet-34 or ResNet-50: backbone
+    and age head) into the Keras age model of the same architecture. The head is copied when its
+    shape fits (an L2 model started from a 101-class one keeps its own fresh head)."""
     if arch not in PORTS:
         raise ValueError(f"no torch → Keras port for {arch}; known: {sorted(PORTS)}")
-    state = torch_model.state_dict()
+    state = {k: np.asarray(v) for k, v in state.items()}
     backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
     PORTS[arch](backbone_of(keras_model), backbone)
-    keras_model.get_layer("age_head").set_weights(
-        [np.asarray(state["head.weight"]).T, np.asarray(state["head.bias"])]
-    )
+    head = keras_model.get_layer("age_head")
+    kernel = state["head.weight"].T
+    if kernel.shape == tuple(head.kernel.shape):
+        head.set_weights([kernel, state["head.bias"]])

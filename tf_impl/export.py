@@ -20,7 +20,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from common.predict import EXPORT_TOLERANCE, ModelNotFoundError, images_per_second, logit_gap
+from common.export_parity import EXPORT_TOLERANCE, images_per_second, logit_gap
+from common.predictor import ModelNotFoundError
 from common.results import atomic_write_text
 from common.synthetic import make_synthetic
 from tf_impl.predictor import card_path, load_keras_model

@@ -15,7 +15,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from common.losses import LAMBDA_MEAN, LAMBDA_VAR
+from common.losses import LAMBDA_MEAN, LAMBDA_VAR, loss_spec
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -129,11 +129,15 @@ class L2Loss(_AgeLoss):
     fn = staticmethod(l2_loss)
 
 
+# One implementation per entry of common.losses.LOSSES (a test checks that they match).
+IMPLEMENTATIONS = {
+    "mean_variance": MeanVarianceLoss,
+    "softmax": lambda lambda_mean, lambda_var: SoftmaxLoss(),
+    "l2": lambda lambda_mean, lambda_var: L2Loss(),
+}
+
+
 def make_loss(name: str, lambda_mean: float = LAMBDA_MEAN, lambda_var: float = LAMBDA_VAR):
-    if name == "mean_variance":
-        return MeanVarianceLoss(lambda_mean, lambda_var)
-    if name == "softmax":
-        return SoftmaxLoss()
-    if name == "l2":
-        return L2Loss()
-    raise ValueError(f"unknown loss {name!r}; known: mean_variance, softmax, l2")
+    """The Keras loss a config names."""
+    loss_spec(name)  # an unknown name fails with the list of known ones
+    return IMPLEMENTATIONS[name](lambda_mean, lambda_var)

@@ -22,9 +22,14 @@ from keras import layers
 
 import weights as weight_registry
 from common.registry import Registry
+from tf_impl.backbones import (
+    backbone_of,
+    mobilenet_v2_torch_layout,
+    resnet34_backbone,
+    resnet50_backbone,
+)
+from tf_impl.convert import PORTS, load_torchvision, port_torch_age_model, read_torch_state
 from weights import WeightsUnavailableError
-
-BN_EPSILON_TORCH = 1e-5
 
 
 @keras.saving.register_keras_serializable(package="agezoo")
@@ -68,72 +73,6 @@ class ModelEntry:
 REGISTRY: Registry[ModelEntry] = Registry("model")
 register = REGISTRY.register
 list_models = REGISTRY.names
-
-
-# ------------------------------------------------------------------ ResNets in torchvision's layout
-# Built by hand so that a Keras ResNet is the same network as torchvision's: bias-free
-# convolutions, BatchNorm with torchvision's epsilon and momentum (PyTorch 0.1 = Keras 0.9),
-# symmetric padding, and ResNet v1.5 bottlenecks (the stride in the 3×3 convolution;
-# keras.applications.ResNet50 is v1, stride in the first 1×1, with biased convolutions).
-# torchvision's ImageNet weights port into them (tf_impl.convert).
-
-
-def _conv_bn(x, filters, kernel, stride, name, relu=True):
-    # Explicit symmetric zero padding + "valid" matches PyTorch on stride 2, where Keras'
-    # "same" would pad only bottom/right.
-    pad = kernel // 2
-    if pad:
-        x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
-    x = layers.Conv2D(filters, kernel, strides=stride, use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(epsilon=BN_EPSILON_TORCH, momentum=0.9, name=f"{name}_bn")(x)
-    return layers.ReLU(name=f"{name}_relu")(x) if relu else x
-
-
-def _basic_block(x, filters, stride, name):
-    y = _conv_bn(x, filters, 3, stride, f"{name}_1")
-    y = _conv_bn(y, filters, 3, 1, f"{name}_2", relu=False)
-    return _residual(x, y, filters, stride, name)
-
-
-def _bottleneck(x, filters, stride, name):
-    y = _conv_bn(x, filters, 1, 1, f"{name}_1")
-    y = _conv_bn(y, filters, 3, stride, f"{name}_2")
-    y = _conv_bn(y, 4 * filters, 1, 1, f"{name}_3", relu=False)
-    return _residual(x, y, 4 * filters, stride, name)
-
-
-def _residual(x, y, out_filters, stride, name):
-    shortcut = x
-    if stride != 1 or x.shape[-1] != out_filters:
-        shortcut = _conv_bn(x, out_filters, 1, stride, f"{name}_down", relu=False)
-    return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
-
-
-def _resnet(input_size: int, blocks: list[int], block, name: str) -> keras.Model:
-    inputs = keras.Input((input_size, input_size, 3))
-    x = _conv_bn(inputs, 64, 7, 2, "stem")
-    x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
-    x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
-    for stage, (n, filters) in enumerate(zip(blocks, [64, 128, 256, 512], strict=True)):
-        for i in range(n):
-            stride = 2 if i == 0 and stage > 0 else 1
-            x = block(x, filters, stride, f"stage{stage + 1}_block{i + 1}")
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    return keras.Model(inputs, x, name=name)
-
-
-def resnet34_backbone(input_size: int, weights: str | None = None) -> keras.Model:
-    """ResNet-34 (He et al., 2016): basic blocks [3, 4, 6, 3], global average pooled."""
-    if weights is not None:
-        raise WeightsUnavailableError("resnet34: ImageNet weights come from torchvision's file")
-    return _resnet(input_size, [3, 4, 6, 3], _basic_block, "resnet34")
-
-
-def resnet50_backbone(input_size: int, weights: str | None = None) -> keras.Model:
-    """ResNet-50 v1.5 as torchvision builds it: bottlenecks [3, 4, 6, 3], average pooled."""
-    if weights is not None:
-        raise WeightsUnavailableError("resnet50: ImageNet weights come from torchvision's file")
-    return _resnet(input_size, [3, 4, 6, 3], _bottleneck, "resnet50")
 
 
 def _torch_bn_momentum(build):
@@ -181,7 +120,7 @@ register(
 register(
     ModelEntry(
         "mobilenet_v2",
-        lambda size, w: _mobilenet_v2(size),
+        lambda size, w: mobilenet_v2_torch_layout(size),
         224,
         32,
         keras_imagenet=False,
@@ -190,19 +129,11 @@ register(
 )
 
 
-def _mobilenet_v2(input_size: int) -> keras.Model:
-    from tf_impl.convert import mobilenet_v2_torch_layout
-
-    return mobilenet_v2_torch_layout(input_size)
-
-
 # ------------------------------------------------------------------ the age model
 
 
 def _load_imagenet(entry: ModelEntry, backbone_builder, input_size: int):
     """The ImageNet backbone; raises WeightsUnavailableError when it cannot be had."""
-    from tf_impl.convert import PORTS, load_torchvision
-
     if entry.name in PORTS:
         backbone = backbone_builder(input_size, None)
         load_torchvision(backbone, entry.name)
@@ -264,10 +195,9 @@ def create_model(
     outputs = layers.Dense(num_classes, dtype="float32", name="age_head")(features)
     model = keras.Model(inputs, outputs, name=f"agezoo_{name}")
     if weights == "aaf-torch":  # the PyTorch AAF age model, ported: both frameworks start equal
-        from tf_impl.convert import port_torch_age_model
-        from torch_impl.models import create_model as torch_model
-
-        port_torch_age_model(torch_model(name, num_classes, "aaf", input_size), model)
+        port_torch_age_model(
+            read_torch_state(weight_registry.aaf_weights("torch", name)), name, model
+        )
         pretrained = True
     elif weights not in ("imagenet", "auto", "none"):
         path = weight_registry.aaf_weights("keras", name) if weights == "aaf" else Path(weights)
@@ -300,8 +230,3 @@ def _load_age_weights(model, path: Path, name: str, input_size: int, data_size: 
         backbone_of(model).set_weights(backbone_of(twin).get_weights())
         return
     raise ValueError(f"{path}: weights do not fit a {name} age model")
-
-
-def backbone_of(model: keras.Model) -> keras.Model:
-    """The backbone sub-model of an age model."""
-    return next(layer for layer in model.layers if isinstance(layer, keras.Model))

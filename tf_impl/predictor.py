@@ -13,9 +13,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from common import results
 from common.config import load_config, to_dict
-from common.predict import ModelCard, ModelNotFoundError, Predictor
-from tf_impl.train import CALIBRATION, MODEL_FILE
+from common.predictor import ModelCard, ModelNotFoundError, Predictor
 
 
 def card_path(model_file: str | Path) -> Path:
@@ -27,8 +27,8 @@ def card_path(model_file: str | Path) -> Path:
 def run_card(run_dir: str | Path, framework: str = "keras") -> ModelCard:
     """The card of a run folder, from its ``config.yaml`` and ``calibration.json``."""
     run_dir = Path(run_dir)
-    cfg = to_dict(load_config(str(run_dir / "config.yaml")))
-    cal_file = run_dir / CALIBRATION
+    cfg = to_dict(load_config(str(run_dir / results.CONFIG)))
+    cal_file = run_dir / results.CALIBRATION
     calibration = json.loads(cal_file.read_text()) if cal_file.is_file() else None
     return ModelCard.from_config(framework, cfg, calibration, source=str(run_dir))
 
@@ -44,8 +44,8 @@ def keras_predictor(model: keras.Model, card: ModelCard) -> Predictor:
 def load_keras_model(path: str | Path) -> tuple[keras.Model, ModelCard]:
     path = Path(path)
     if path.is_dir():
-        file, card = path / MODEL_FILE, None
-        if (path / "config.yaml").is_file():
+        file, card = path / results.KERAS_MODEL, None
+        if (path / results.CONFIG).is_file():
             card = run_card(path)
     else:
         file, card = path, None
@@ -65,5 +65,7 @@ def load_keras_model(path: str | Path) -> tuple[keras.Model, ModelCard]:
     return model, card
 
 
-def load_keras_predictor(path: str | Path) -> Predictor:
+def load_predictor(path: str | Path, device: str = "auto") -> Predictor:
+    """The predictor of a run folder (``model.keras``) or an exported ``.keras`` file; Keras
+    places the model itself, so ``device`` is not used."""
     return keras_predictor(*load_keras_model(path))

@@ -24,52 +24,16 @@ import numpy as np
 from common import results, runner
 from common.cache import FaceArrays
 from common.config import Config, comparable, load_config, save_config, to_dict
-from common.losses import decode_outputs, num_outputs
+from common.losses import loss_spec
+from common.results import KERAS_BEST_WEIGHTS as BEST_WEIGHTS
+from common.results import KERAS_MODEL as MODEL_FILE
 from common.splits import Fold
 from tf_impl.augment import FaceAugment
+from tf_impl.data import FaceBatches, KeepFreedMemory, keep_freed_memory, outputs, predict
 from tf_impl.losses import make_loss
 from tf_impl.models import create_model
 
-MODEL_FILE = "model.keras"
-BEST_WEIGHTS = "best.weights.h5"
-CALIBRATION = "calibration.json"
-
-
-class FaceBatches(keras.utils.PyDataset):
-    """Batches of (float32 RGB 0..255 images, ages) sliced from the uint8 cache by index."""
-
-    def __init__(
-        self,
-        images: np.ndarray,
-        ages: np.ndarray,
-        idx: np.ndarray,
-        batch_size: int,
-        shuffle: bool = False,
-        seed: int = 0,
-        max_batches: int = 0,
-    ):
-        super().__init__()
-        self.images, self.ages, self.idx = images, ages, np.asarray(idx)
-        self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
-        n = len(self.idx) // batch_size if shuffle else -(-len(self.idx) // batch_size)
-        self.n = max(1, min(n, max_batches) if max_batches else n)
-        self.order = self._order()
-
-    def _order(self) -> np.ndarray:
-        if not self.shuffle:
-            return self.idx
-        return self.idx[np.random.default_rng([self.seed, self.epoch]).permutation(len(self.idx))]
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int):
-        sel = self.order[i * self.batch_size : (i + 1) * self.batch_size]
-        return self.images[sel].astype(np.float32), self.ages[sel].astype(np.float32)
-
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
-        self.order = self._order()
+__all__ = ["FaceBatches", "fit", "keep_freed_memory", "main", "outputs", "predict"]
 
 
 def make_optimizer(cfg: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -106,7 +70,7 @@ def age_mae_metric(loss_name: str):
     def mae(y_true, y_pred):
         y = keras.ops.reshape(keras.ops.cast(y_true, "float32"), (-1,))
         y_pred = keras.ops.cast(y_pred, "float32")
-        if loss_name == "l2":
+        if not loss_spec(loss_name).distribution:
             pred = y_pred[:, 0]
         else:
             j = keras.ops.cast(keras.ops.arange(y_pred.shape[-1]), "float32")
@@ -115,27 +79,6 @@ def age_mae_metric(loss_name: str):
 
     mae.__name__ = "mae"
     return mae
-
-
-def outputs(model: keras.Model, faces: FaceArrays, idx: np.ndarray, batch_size: int = 128):
-    """Raw network outputs (logits) for the given image indices.
-
-    Batch by batch with ``predict_on_batch``: ``model.predict`` on a ``PyDataset`` would go
-    through ``from_generator`` and undo ``keep_freed_memory`` (see ``KeepFreedMemory``).
-    """
-    if len(idx) == 0:
-        return np.zeros((0, model.output_shape[-1]), np.float32)
-    batches = FaceBatches(faces.images, faces.ages, idx, batch_size)
-    return np.concatenate(
-        [np.asarray(model.predict_on_batch(batches[i][0])) for i in range(len(batches))]
-    )
-
-
-def predict(
-    model: keras.Model, faces: FaceArrays, idx: np.ndarray, loss_name: str, batch_size: int = 128
-) -> tuple[np.ndarray, np.ndarray]:
-    """(expected age, std) for the given image indices, decoded by common/."""
-    return decode_outputs(outputs(model, faces, idx, batch_size), loss_name)
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -158,11 +101,11 @@ class EpochRecorder(keras.callbacks.Callback):
         super().__init__()
         self.age_model, self.faces, self.val_idx = model_ref, faces, val_idx
         self.loss_name, self.run_dir, self.images_per_epoch = loss_name, run_dir, images_per_epoch
-        self.best_file = run_dir / "best.json"
+        self.best_file = run_dir / results.BEST_EPOCH
         self.best = {"val_mae": float("inf"), "epoch": -1}
         if resume and self.best_file.is_file():
             self.best = json.loads(self.best_file.read_text())
-        self.log = results.CsvLog(run_dir / "log.csv", keep=resume)
+        self.log = results.CsvLog(run_dir / results.LOG, keep=resume)
         self.t0 = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -192,43 +135,6 @@ class EpochRecorder(keras.callbacks.Callback):
                 "val_mae": val_mae,
             }
         )
-
-
-class KeepFreedMemory(keras.callbacks.Callback):
-    """Undoes TensorFlow's malloc setting that makes the Keras CPU loop fault on every step.
-
-    When a ``PyDataset`` is first iterated, TensorFlow's ``from_generator`` lowers glibc's trim
-    threshold to 128 KB ("Memory patch applied: M_TRIM_THRESHOLD=128 kb" in its log), which also
-    freezes the mmap threshold. Eigen's packing buffers in the convolution gradients are then
-    mapped and unmapped on every step: about 150,000 page faults per MobileNetV2 step at 112 px
-    and a third fewer images/s on the CPU (``benchmarks/RESULTS.md``). From the second batch of
-    each epoch on, freed memory is kept for reuse again (trim threshold 256 MB, mmap threshold
-    32 MB). glibc only; a value set through ``MALLOC_TRIM_THRESHOLD_`` /
-    ``MALLOC_MMAP_THRESHOLD_`` is left alone.
-    """
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if batch == 1:
-            keep_freed_memory()
-
-
-def keep_freed_memory() -> bool:
-    """glibc: keep freed memory for reuse (see ``KeepFreedMemory``); False where not applied."""
-    import ctypes
-    import os
-
-    if sys.platform != "linux" or any(
-        v in os.environ for v in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
-    ):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(
-        libc.mallopt(m_trim_threshold, 256 << 20) and libc.mallopt(m_mmap_threshold, 32 << 20)
-    )
 
 
 def _gpus() -> int:
@@ -296,12 +202,12 @@ def fit(
     run_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     parts = fold.indices(faces.persons)
-    train_idx, val_idx, test_idx = parts["train"], parts["val"], parts["test"]
+    train_idx, val_idx = parts["train"], parts["val"]
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise ValueError(f"fold {fold.name}: no training or validation images")
     backup = run_dir / "backup"
     if cfg.resume and backup.is_dir():
-        old_path = run_dir / "config.yaml"
+        old_path = run_dir / results.CONFIG
         old = to_dict(load_config(str(old_path))) if old_path.is_file() else {}
         if comparable(old) != comparable(to_dict(cfg)):
             raise ValueError(
@@ -312,7 +218,7 @@ def fit(
             print(f"resuming {run_dir} from its last completed epoch")
     elif backup.exists():
         shutil.rmtree(backup)  # a fresh run in an old folder must not restore its state
-    save_config(cfg, run_dir / "config.yaml")
+    save_config(cfg, run_dir / results.CONFIG)
 
     gpus = _gpus()
     if gpus and cfg.amp:
@@ -330,22 +236,20 @@ def fit(
     strategy = _strategy(gpus)
     scope = strategy.scope() if strategy else contextlib.nullcontext()
     with scope:
+        loss = loss_spec(cfg.loss.name)
         model = create_model(
             cfg.model.name,
-            num_outputs(cfg.loss.name, cfg.data.num_classes),
+            loss.outputs(cfg.data.num_classes),
             cfg.model.weights,
             input_size,
             data_size=cfg.data.size,
         )
         pretrained = model.pretrained
         head = model.get_layer("age_head")
-        if cfg.loss.name == "l2":  # start the regression at the mean training age
-            head.set_weights(
-                [
-                    np.zeros_like(head.get_weights()[0]),
-                    np.full(head.get_weights()[1].shape, faces.ages[train_idx].mean(), np.float32),
-                ]
-            )
+        bias = loss.head_bias(faces.ages[train_idx])
+        if bias is not None:
+            kernel, head_bias = head.get_weights()
+            head.set_weights([np.zeros_like(kernel), np.full(head_bias.shape, bias, np.float32)])
         if cfg.model.freeze_backbone:
             for layer in model.layers:
                 if isinstance(layer, keras.Model):
@@ -388,21 +292,6 @@ def fit(
     tmp = run_dir / f".tmp-{MODEL_FILE}"
     model.save(tmp)
     tmp.replace(run_dir / MODEL_FILE)
-    t_eval = time.perf_counter()
-    test_out = outputs(model, faces, test_idx)
-    eval_seconds = time.perf_counter() - t_eval
-    calibration = results.calibrate_run(
-        cfg.loss.name,
-        outputs(model, faces, val_idx),
-        faces.ages[val_idx],
-        test_out,
-        faces.ages[test_idx],
-    )
-    results.atomic_write_json(run_dir / CALIBRATION, calibration)  # predict applies it
-    temperature = calibration["temperature"] if calibration else 1.0
-    pred, std = (
-        decode_outputs(test_out, cfg.loss.name, temperature) if len(test_idx) else (None, None)
-    )
     versions = {"keras": keras.__version__, "backend": keras.config.backend()}
     if keras.config.backend() == "tensorflow":
         import tensorflow as tf
@@ -422,8 +311,16 @@ def fit(
         best=recorder.best,
         train_seconds=train_seconds,
     )
-    metrics["calibration"] = calibration
-    return results.finish_run(run_dir, metrics, faces, test_idx, pred, std, eval_seconds)
+    metrics, _ = results.evaluate_fold(
+        lambda idx: outputs(model, faces, idx),
+        faces,
+        parts,
+        cfg.loss.name,
+        metrics,
+        run_dir,
+        keep_calibration=lambda cal: results.atomic_write_json(run_dir / results.CALIBRATION, cal),
+    )
+    return metrics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -437,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     fold_hash = runner.write_folds(plan)
     print(runner.describe(plan))
     metrics = fit(plan.cfg, plan.faces, plan.fold, fold_hash, plan.run_dir)
-    print(runner.report(metrics, plan.run_dir / MODEL_FILE, plan.run_dir / "predictions.csv"))
+    print(runner.report(metrics, plan.run_dir / MODEL_FILE, plan.run_dir / results.PREDICTIONS))
     return 0
 
 

@@ -21,13 +21,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.onnx_predictor import CARD_KEY, load_onnx_predictor
-from common.predict import EXPORT_TOLERANCE, ModelNotFoundError, images_per_second, logit_gap
+from common.export_parity import EXPORT_TOLERANCE, images_per_second, logit_gap
+from common.onnx_predictor import CARD_KEY
+from common.onnx_predictor import load_predictor as load_onnx_predictor
+from common.predictor import ModelNotFoundError
 from common.results import atomic_write_bytes
 from common.synthetic import make_synthetic
 from torch_impl.models import AgeModel
 from torch_impl.predictor import load_checkpoint
-from torch_impl.train import to_input
+from torch_impl.preprocess import to_input
 
 
 class InferenceGraph(nn.Module):

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.losses import LAMBDA_MEAN, LAMBDA_VAR
+from common.losses import LAMBDA_MEAN, LAMBDA_VAR, loss_spec
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -107,12 +107,15 @@ class L2Loss(nn.Module):
         return l2_loss(outputs, ages, self.reduction)
 
 
+# One implementation per entry of common.losses.LOSSES (a test checks that they match).
+IMPLEMENTATIONS = {
+    "mean_variance": MeanVarianceLoss,
+    "softmax": lambda lambda_mean, lambda_var: SoftmaxLoss(),
+    "l2": lambda lambda_mean, lambda_var: L2Loss(),
+}
+
+
 def make_loss(name: str, lambda_mean: float = LAMBDA_MEAN, lambda_var: float = LAMBDA_VAR):
     """The loss module a config names."""
-    if name == "mean_variance":
-        return MeanVarianceLoss(lambda_mean, lambda_var)
-    if name == "softmax":
-        return SoftmaxLoss()
-    if name == "l2":
-        return L2Loss()
-    raise ValueError(f"unknown loss {name!r}; known: mean_variance, softmax, l2")
+    loss_spec(name)  # an unknown name fails with the list of known ones
+    return IMPLEMENTATIONS[name](lambda_mean, lambda_var)

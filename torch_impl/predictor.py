@@ -5,6 +5,7 @@ Example:
     >>> from torch_impl.models import create_model
     >>> model = create_model("mobilenet_v2", 101, "none", 64)
     >>> card = ModelCard("torch", "mobilenet_v2", "mean_variance", 101, 64, 0.2, "haar")
+    >>> from common.predictor import ModelCard
     >>> predictor = torch_predictor(model, card)
     >>> predictor.estimate(np.zeros((2, 64, 64, 3), np.uint8))["age"].shape
     (2,)
@@ -18,9 +19,10 @@ import numpy as np
 import torch
 
 from common.losses import num_outputs
-from common.predict import ModelCard, ModelNotFoundError, Predictor
+from common.predictor import ModelCard, ModelNotFoundError, Predictor
+from common.results import TORCH_BEST
 from torch_impl.models import AgeModel, create_model
-from torch_impl.train import BEST, resolve_device, to_input
+from torch_impl.preprocess import resolve_device, to_input
 
 
 def torch_predictor(
@@ -45,7 +47,7 @@ def torch_predictor(
 def load_checkpoint(path: str | Path) -> tuple[AgeModel, ModelCard, int]:
     """The age model, its card and its input side from ``best.pt`` (or its run folder)."""
     path = Path(path)
-    file = path / BEST if path.is_dir() else path
+    file = path / TORCH_BEST if path.is_dir() else path
     if not file.is_file():
         raise ModelNotFoundError(f"{file}: no such checkpoint")
     try:
@@ -73,6 +75,7 @@ def load_checkpoint(path: str | Path) -> tuple[AgeModel, ModelCard, int]:
     return model, card, input_size
 
 
-def load_torch_predictor(path: str | Path, device: str = "auto") -> Predictor:
+def load_predictor(path: str | Path, device: str = "auto") -> Predictor:
+    """The predictor of a run folder (``best.pt``) or a checkpoint file."""
     model, card, input_size = load_checkpoint(path)
     return torch_predictor(model, card, input_size, device)

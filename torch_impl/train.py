@@ -21,80 +21,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 import torchvision
 from tqdm import tqdm
 
 from common import results, runner
 from common.cache import FaceArrays
 from common.config import Config, comparable, save_config, to_dict
-from common.losses import decode_outputs, num_outputs
+from common.losses import decode_outputs, loss_spec
+from common.results import TORCH_BEST as BEST
+from common.results import TORCH_LAST as CHECKPOINT
 from common.splits import Fold
 from torch_impl.losses import make_loss
 from torch_impl.models import AUX_LOSS_WEIGHT, create_model
-
-CHECKPOINT = "last.pt"
-BEST = "best.pt"
-
-
-# ------------------------------------------------------------------ data on the device
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name} asked for, but CUDA is not available")
-    return device
-
-
-def to_input(
-    images: torch.Tensor, mean, std, size: int, channels_last: bool = False
-) -> torch.Tensor:
-    """uint8 (N, H, W, 3) → normalised float (N, 3, size, size): the one NHWC→NCHW step."""
-    # out of place: .float() of a float32 tensor is the tensor itself, often a caller's array
-    x = images.permute(0, 3, 1, 2).float() / 255.0
-    if x.shape[-1] != size:
-        x = F.interpolate(
-            x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size
-        )
-    mean_t = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
-    x = (x - mean_t) / std_t
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
-def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random scale / shift / small rotation, horizontal flip and colour jitter on a whole batch.
-
-    ``images`` is uint8 (N, H, W, 3); the result is uint8 of the same shape.
-    """
-    n, dev = images.shape[0], images.device
-
-    def uniform(lo, hi):
-        return torch.rand(n, generator=generator, device="cpu").to(dev) * (hi - lo) + lo
-
-    x = images.permute(0, 3, 1, 2).float()
-    scale = uniform(0.9, 1.1)
-    angle = uniform(-10, 10) * math.pi / 180
-    flip = torch.where(uniform(0, 1) < 0.5, -1.0, 1.0)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack(
-        [
-            torch.stack([cos * flip, -sin, uniform(-0.06, 0.06)], 1),
-            torch.stack([sin * flip, cos, uniform(-0.06, 0.06)], 1),
-        ],
-        1,
-    )
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    brightness = uniform(-20, 20).view(n, 1, 1, 1)
-    contrast = uniform(0.8, 1.2).view(n, 1, 1, 1)
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = (x - mean) * contrast + mean + brightness
-    return x.clamp_(0, 255).round_().to(torch.uint8).permute(0, 2, 3, 1)
-
+from torch_impl.optim import lr_lambda, make_optimizer
+from torch_impl.preprocess import augment, resolve_device, to_input
 
 # ------------------------------------------------------------------ loop
 
@@ -103,33 +43,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 - seeds third-party code that uses the global RNG
     torch.manual_seed(seed)
-
-
-def _lr_lambda(cfg: Config, steps_per_epoch: int):
-    total = max(1, cfg.optim.epochs * steps_per_epoch)
-    kind = cfg.optim.schedule
-    if kind not in ("cosine", "step", "constant"):
-        raise ValueError(f"unknown optim.schedule {kind!r}; known: cosine, step, constant")
-
-    def factor(step: int) -> float:
-        if kind == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-        if kind == "step":
-            return cfg.optim.gamma ** ((step // steps_per_epoch) // cfg.optim.step_size)
-        return 1.0
-
-    return factor
-
-
-def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
-    o = cfg.optim
-    if o.name == "adamw":
-        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
-    if o.name == "sgd":
-        return torch.optim.SGD(
-            params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=True
-        )
-    raise ValueError(f"unknown optim.name {o.name!r}; known: adamw, sgd")
 
 
 def _compute_loss(loss_fn, outputs, ages):
@@ -161,16 +74,15 @@ class Trainer:
         self.faces = faces
         self.images = torch.from_numpy(faces.images).to(device)
         self.ages = torch.from_numpy(faces.ages).to(device)
+        loss = loss_spec(self.loss_name)
         self.model = create_model(
-            cfg.model.name,
-            num_outputs(self.loss_name, cfg.data.num_classes),
-            cfg.model.weights,
-            self.input_size,
+            cfg.model.name, loss.outputs(cfg.data.num_classes), cfg.model.weights, self.input_size
         ).to(device)
         self.pretrained = self.model.pretrained
-        if self.loss_name == "l2":  # start the regression at the mean training age
+        bias = loss.head_bias(faces.ages[self.train_idx])
+        if bias is not None:
             torch.nn.init.zeros_(self.model.head.weight)
-            torch.nn.init.constant_(self.model.head.bias, float(faces.ages[self.train_idx].mean()))
+            torch.nn.init.constant_(self.model.head.bias, bias)
         if cfg.model.freeze_backbone:
             self.model.backbone.requires_grad_(False)
         cuda = device.type == "cuda"
@@ -193,7 +105,7 @@ class Trainer:
         self.optimizer = make_optimizer(cfg, params)
         self.steps_per_epoch = self._steps_per_epoch()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, _lr_lambda(cfg, self.steps_per_epoch)
+            self.optimizer, lr_lambda(cfg, self.steps_per_epoch)
         )
         self.loss_fn = make_loss(self.loss_name, cfg.loss.lambda_mean, cfg.loss.lambda_var)
         self.mean, self.std = self.model.entry.mean, self.model.entry.std
@@ -358,7 +270,7 @@ def fit(
     _seed_everything(cfg.seed)
     trainer = Trainer(cfg, faces, fold, device, rank, world)
     start, best = 0, {"val_mae": math.inf, "epoch": -1}
-    log = results.CsvLog(run_dir / "log.csv", keep=cfg.resume)
+    log = results.CsvLog(run_dir / results.LOG, keep=cfg.resume)
     if cfg.resume and (run_dir / CHECKPOINT).is_file():
         state = torch.load(run_dir / CHECKPOINT, map_location=device, weights_only=False)
         if comparable(state["config"]) != comparable(to_dict(cfg)):
@@ -376,7 +288,7 @@ def fit(
     elif cfg.resume:
         print(f"resume=true but {run_dir / CHECKPOINT} does not exist; starting afresh")
     if rank == 0:
-        save_config(cfg, run_dir / "config.yaml")
+        save_config(cfg, run_dir / results.CONFIG)
     tb, wandb_run = _trackers(cfg, run_dir, rank)
     t_train = time.perf_counter()
     stale = 0
@@ -421,22 +333,6 @@ def fit(
     if (run_dir / BEST).is_file():
         best_state = torch.load(run_dir / BEST, map_location=device, weights_only=False)
         trainer.model.load_state_dict(best_state["model"])
-    t_eval = time.perf_counter()
-    idx = trainer.test_idx
-    test_out = trainer.outputs(idx)
-    eval_seconds = time.perf_counter() - t_eval
-    calibration = results.calibrate_run(
-        cfg.loss.name,
-        trainer.outputs(trainer.val_idx),
-        faces.ages[trainer.val_idx],
-        test_out,
-        faces.ages[idx],
-    )
-    temperature = calibration["temperature"] if calibration else 1.0
-    pred, std = decode_outputs(test_out, cfg.loss.name, temperature) if len(idx) else (None, None)
-    if rank == 0 and best_state is not None:
-        best_state["calibration"] = calibration  # predict applies it
-        save_checkpoint(best_state, run_dir / BEST)
     metrics = results.run_metrics(
         framework="torch",
         versions={"torch": torch.__version__, "torchvision": torchvision.__version__},
@@ -451,8 +347,16 @@ def fit(
         best=best,
         train_seconds=train_seconds,
     )
-    metrics["calibration"] = calibration
-    results.finish_run(run_dir, metrics, faces, idx, pred, std, eval_seconds, write=rank == 0)
+
+    def keep_calibration(calibration: dict | None) -> None:
+        if rank == 0 and best_state is not None:
+            best_state["calibration"] = calibration  # predict applies it
+            save_checkpoint(best_state, run_dir / BEST)
+
+    parts = {"val": trainer.val_idx, "test": trainer.test_idx}
+    metrics, _ = results.evaluate_fold(
+        trainer.outputs, faces, parts, cfg.loss.name, metrics, run_dir, rank == 0, keep_calibration
+    )
     if tb:
         tb.close()
     if wandb_run:
@@ -484,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         print(runner.describe(plan))
     metrics = fit(plan.cfg, plan.faces, plan.fold, fold_hash, plan.run_dir)
     if rank == 0:
-        print(runner.report(metrics, plan.run_dir / BEST, plan.run_dir / "predictions.csv"))
+        print(runner.report(metrics, plan.run_dir / BEST, plan.run_dir / results.PREDICTIONS))
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0

@@ -1,13 +1,13 @@
 """Trained weights with a model card: AAF pretraining and the zoo's general model.
 
 Usage:
-    make pretrain FRAMEWORK=torch|keras MODEL=mobilenet_v2   (python -m common.pretrain ...)
+    make pretrain FRAMEWORK=torch|keras MODEL=mobilenet_v2   (python -m agezoo.pretrain ...)
     make model FRAMEWORK=torch|keras                          (... --kind general)
 
 ``aaf`` trains on the ``pretrain-aaf`` preset (model selection on AAF validation people, never
 on FG-NET) and publishes the best weights; ``model.weights=aaf`` then loads them, hash-checked,
 in the same framework (``weights.aaf_weights``). ``general`` trains MobileNetV2 from those
-weights on AAF and all of FG-NET (``configs/general.yaml``), calibrated, and publishes a
+weights on AAF and all of FG-NET (``common/configs/general.yaml``), calibrated, and publishes a
 predict-ready model (PyTorch checkpoint / ``.keras``) that ``agezoo predict`` uses when no model
 is named. Files go to the trained-weights folder of the cache (``$AGEZOO_CACHE/weights``), named
 with their hash, each with its model card as JSON and Markdown; copies placed in
@@ -26,7 +26,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from agezoo.backends import TRAINING, backend
+from common import results
 from common.config import load_config, to_dict
+from common.predictor import ModelCard
 from common.results import atomic_write_json, atomic_write_text
 
 PRESETS = {"aaf": "pretrain-aaf", "general": "general"}
@@ -49,11 +52,7 @@ def preset_for(kind: str, model: str) -> str:
 
 
 def _train(framework: str, argv: list[str]) -> int:
-    if framework == "torch":
-        from torch_impl.train import main
-    else:
-        from tf_impl.train import main
-    return main(argv)
+    return backend(framework).module("train").main(argv)
 
 
 def publish(run_dir: str | Path, framework: str, dest: str | Path, kind: str = "aaf") -> dict:
@@ -62,29 +61,27 @@ def publish(run_dir: str | Path, framework: str, dest: str | Path, kind: str = "
     ``aaf``: the weights alone (``.pt`` state dict / ``.weights.h5``), for ``model.weights=aaf``.
     ``general``: a predict-ready model (the ``best.pt`` checkpoint / ``model.keras``).
     """
-    from common.predict import ModelCard
-
     run_dir, dest = Path(run_dir), Path(dest)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    cfg = to_dict(load_config(str(run_dir / "config.yaml")))
-    folds = json.loads((run_dir / "folds.json").read_text())["folds"][cfg["fold"]]
+    metrics = json.loads((run_dir / results.METRICS).read_text())
+    cfg = to_dict(load_config(str(run_dir / results.CONFIG)))
+    folds = json.loads((run_dir / results.FOLDS).read_text())["folds"][cfg["fold"]]
     arch, size = cfg["model"]["name"], cfg["data"]["size"]
     dest.mkdir(parents=True, exist_ok=True)
     tmp = dest / f".{kind}-{framework}-{arch}.tmp"
     if framework == "torch" and kind == "aaf":
         import torch
 
-        state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
+        state = torch.load(run_dir / results.TORCH_BEST, map_location="cpu", weights_only=False)
         torch.save(state["model"], tmp)
         suffix = ".pt"
     elif framework == "torch":
-        shutil.copyfile(run_dir / "best.pt", tmp)
+        shutil.copyfile(run_dir / results.TORCH_BEST, tmp)
         suffix = ".pt"
     elif kind == "aaf":
-        shutil.copyfile(run_dir / "best.weights.h5", tmp)
+        shutil.copyfile(run_dir / results.KERAS_BEST_WEIGHTS, tmp)
         suffix = ".weights.h5"
     else:
-        shutil.copyfile(run_dir / "model.keras", tmp)
+        shutil.copyfile(run_dir / results.KERAS_MODEL, tmp)
         suffix = ".keras"
     sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
     stem = f"{kind}-{framework}-{arch}-{size}px-{sha[:8]}"
@@ -180,7 +177,7 @@ def card_markdown(card: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", choices=list(PRESETS), default="aaf")
-    parser.add_argument("--framework", choices=["torch", "keras"], default="torch")
+    parser.add_argument("--framework", choices=TRAINING, default="torch")
     parser.add_argument("--model", default="mobilenet_v2")
     parser.add_argument("--run-dir", help="run folder (default: runs/KIND-FRAMEWORK-MODEL)")
     parser.add_argument("--publish-only", action="store_true", help="publish a finished run")
@@ -195,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
     run_dir = Path(args.run_dir or f"runs/{args.kind}-{args.framework}-{args.model}")
     if not args.publish_only:
-        resume = ["resume=true"] if (run_dir / "config.yaml").is_file() else []
+        resume = ["resume=true"] if (run_dir / results.CONFIG).is_file() else []
         train_args = [
             args.preset or preset_for(args.kind, args.model),
             f"model.name={args.model}",
@@ -204,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         code = _train(args.framework, train_args + resume + args.overrides)
         if code:
             return code
-    if not (run_dir / "metrics.json").is_file():
+    if not (run_dir / results.METRICS).is_file():
         print(f"error: {run_dir} has no finished run (metrics.json)", file=sys.stderr)
         return 1
     card = publish(run_dir, args.framework, weights.trained_weights_dir(), args.kind)

@@ -1,0 +1,117 @@
+"""The ``agezoo`` command: ``agezoo predict`` and ``agezoo export``.
+
+Usage:
+    agezoo predict PHOTO_OR_FOLDER ... [--model RUN_DIR|FILE|NAME] [--json|--csv] [--annotate DIR]
+    agezoo export RUN_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from agezoo.backends import BACKENDS, backend_of_run, load_predictor
+from agezoo.output import annotate, as_csv, as_json, as_table
+from common.predictor import expand_inputs
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agezoo predict",
+        description="Estimate the age of every face in photos, with a calibrated uncertainty.",
+    )
+    parser.add_argument("inputs", nargs="+", help="photos and/or folders of photos")
+    parser.add_argument(
+        "--model",
+        "-m",
+        help="run folder (best.pt / model.keras), model file (.pt, .keras, .onnx) or registered "
+        "age model name; default: the registry's default age model",
+    )
+    parser.add_argument("--onnx", help="an exported .onnx model (runs on onnxruntime alone)")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    out.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    parser.add_argument("--annotate", metavar="DIR", help="write annotated copies of the photos")
+    parser.add_argument(
+        "--largest", action="store_true", help="only the largest face of each photo"
+    )
+    parser.add_argument(
+        "--fallback-center",
+        action="store_true",
+        help="when no face is found, treat the whole photo as a tight face crop",
+    )
+    parser.add_argument(
+        "--no-flip",
+        dest="flip",
+        action="store_false",
+        help="skip the test-time flip (by default each face's outputs are averaged with its "
+        "mirror image's: about 2 %% lower MAE, the model's time doubled)",
+    )
+    parser.add_argument("--device", default="auto", help="PyTorch device (auto, cpu, cuda)")
+    return parser
+
+
+def predict_main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.onnx and args.model:
+        print("error: give --model or --onnx, not both", file=sys.stderr)
+        return 2
+    try:
+        predictor = load_predictor(args.onnx or args.model, args.device)
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    predictor.flip = args.flip
+    paths, failures = expand_inputs(args.inputs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        result = predictor.predict_paths(
+            paths,
+            every_face=not args.largest,
+            fallback_center=args.fallback_center,
+            progress=len(paths) > 1 and sys.stderr.isatty(),
+        )
+    result.failures = failures + result.failures
+    if args.json:
+        print(as_json(result, predictor.card, predictor.flip))
+    elif args.csv:
+        print(as_csv(result), end="")
+    elif result.faces:
+        print(as_table(result))
+    if args.annotate:
+        written = annotate(result, args.annotate)
+        print(f"annotated {len(written)} photos in {args.annotate}", file=sys.stderr)
+    for failure in result.failures:
+        print(f"{failure.file}: {failure.reason}", file=sys.stderr)
+    if not paths and not failures:
+        print("error: no photos found in the given folders", file=sys.stderr)
+        return 1
+    return 1 if result.failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``agezoo`` console script: ``agezoo predict ...`` and ``agezoo export ...``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"predict": predict_main, "export": _export_main}
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+        print(
+            "usage: agezoo {predict,export} ...\n\n"
+            "  predict   ages of the faces in photos (agezoo predict --help)\n"
+            "  export    a run folder to ONNX (PyTorch) or .keras + SavedModel (Keras)",
+            file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout,
+        )
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return commands[argv[0]](argv[1:])
+
+
+def _export_main(argv: list[str]) -> int:
+    """A Keras run folder exports to .keras + SavedModel, anything else goes to PyTorch's ONNX
+    export (which names what is wrong with it)."""
+    found = backend_of_run(argv[0]) if argv and Path(argv[0]).is_dir() else None
+    return (found or BACKENDS["torch"]).module("export").main(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
