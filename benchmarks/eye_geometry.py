@@ -1,11 +1,15 @@
 """How well do the face detectors find FG-NET's faces and eyes, judged by its landmarks?
 
-For each detector (MTCNN's five points, OpenCV's Haar cascades): how often the largest face
-found holds both landmark eyes, how often eyes were found, and the eye error (the worse of the
-two eyes, in % of the landmark inter-ocular distance). For Haar it also measures where the
-landmark eyes sit inside the face box, which calibrates ``common.faces.HAAR_EYE_X`` / ``_Y``.
+For each detector of ``common.detectors`` (BlazeFace with dlib's 5-point eyes, MTCNN's five
+points, OpenCV's Haar cascades): how often the largest face found holds both landmark eyes, how
+often eyes were found, the eye error (the worse of the two eyes, in % of the landmark
+inter-ocular distance) and the seconds per photo (decode excluded). For Haar it also measures
+where the landmark eyes sit inside the face box, which calibrates
+``common.detectors.HAAR_EYE_X`` / ``_Y``. ``--chips DIR ...`` adds the share of tight face crops
+(All-Age-Faces, APPA) in which a face is found at all, with no landmarks used.
 
-Usage: AGEZOO_FGNET_DIR=... python -m benchmarks.eye_geometry [--detectors mtcnn haar]
+Usage: AGEZOO_FGNET_DIR=... python -m benchmarks.eye_geometry [--detectors blazeface mtcnn haar]
+           [--chips DIR ...] [--chips-per-dir 500]
 Writes benchmarks/results/eye_geometry.json.
 """
 
@@ -23,7 +27,9 @@ import numpy as np
 from tqdm import tqdm
 
 from common.datasets import fgnet_root, load_fgnet
-from common.faces import DETECTORS, detect, eyes_from_landmarks, load_rgb
+from common.detectors import DETECTORS, detect
+from common.faces import eyes_from_landmarks, load_rgb
+from common.inputs import IMAGE_SUFFIXES
 
 OUT = Path(__file__).parent / "results" / "eye_geometry.json"
 
@@ -70,16 +76,37 @@ def measure(records, detector: str) -> dict:
     return out
 
 
+def chip_rate(folders: list[Path], detector: str, per_dir: int, seed: int = 0) -> dict:
+    """The share of tight face crops in which the detector finds a face, per folder."""
+    out = {}
+    rng = np.random.default_rng(seed)
+    for folder in folders:
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"{folder}: no images")
+        pick = [files[i] for i in sorted(rng.choice(len(files), min(per_dir, len(files)), False))]
+        found = sum(
+            bool(detect(load_rgb(p), detector))
+            for p in tqdm(pick, desc=f"{detector} {folder.name}")
+        )
+        out[str(folder)] = {"images": len(pick), "found_rate": round(found / len(pick), 4)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=DETECTORS)
     parser.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")
+    parser.add_argument("--chips", nargs="*", type=Path, default=[], help="folders of tight crops")
+    parser.add_argument("--chips-per-dir", type=int, default=500)
     args = parser.parse_args(argv)
     records = load_fgnet(fgnet_root())
     records = records[: args.limit] if args.limit else records
     result = json.loads(OUT.read_text()) if OUT.is_file() else {}
     for name in args.detectors:
         result[name] = measure(records, name)
+        if args.chips:
+            result[name]["tight_chips"] = chip_rate(args.chips, name, args.chips_per_dir)
     result.update(
         what="largest detected face vs FG-NET's landmark eyes (eye error in % of their distance)",
         machine=platform.platform(),

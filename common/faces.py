@@ -1,23 +1,30 @@
-"""Face loading, detection and alignment, the same for training and for predict.
+"""Face loading and alignment, the same for training and for predict.
 
-Eyes come from a data set's landmarks when it has them, else from a detector: MTCNN's five
-points (the ``mtcnn`` package, on TensorFlow), else OpenCV's Haar face and eye cascades, else
-the Haar face box. Every face comes out as a square uint8 RGB crop with the eyes at fixed
-positions. When no face is found the image is centre-cropped and the fallback is counted, never
-raised (predict reports it instead).
+Eyes come from a data set's landmarks when it has them, else from a face detector of the table
+in ``common.detectors`` (BlazeFace with dlib's 5-point eyes by default; MTCNN; OpenCV's Haar
+cascades, whose bare face box is the last resort). Every face comes out as a square uint8 RGB
+crop with the eyes at fixed positions. When no face is found the image is centre-cropped and the
+fallback is counted, never raised (predict reports it instead).
 """
 
 from __future__ import annotations
 
-import functools
-import threading
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps
+
+from common.detectors import (
+    DEFAULT_DETECTOR,
+    DETECTORS,
+    METHODS,
+    Detection,
+    detect,
+    eyes_from_box,
+    resolve_detector,
+)
 
 # FG-NET's 68-point markup (not the iBUG order): 27-30 outline the eye on the image's left
 # (corners 27, 29; lids 28, 30; pupil 31), 32-35 the eye on the image's right (pupil 36).
@@ -35,20 +42,6 @@ EYE_POINTS = {68: (FGNET_LEFT_EYE, FGNET_RIGHT_EYE), 49: (AAF_LEFT_EYE, AAF_RIGH
 MAX_EYE_ANGLE_DEG = 60.0  # FG-NET has genuinely tilted heads up to 45°
 EYE_DISTANCE_RANGE = (0.08, 0.7)  # fraction of the image width
 
-# Where the eyes sit relative to an OpenCV frontal-face box (fractions of its width / height),
-# and the face box a centred fallback assumes. Measured on FG-NET against its landmarks
-# (benchmarks/eye_geometry.py).
-HAAR_EYE_X = (0.30, 0.70)
-HAAR_EYE_Y = 0.39
-
-METHODS = ("landmarks", "mtcnn", "haar_eyes", "haar_face", "center")
-DETECTORS = ("mtcnn", "haar")
-
-# MTCNN detections below this confidence, or with eyes closer than this many pixels, are not
-# trusted (the Haar path gets its turn).
-MTCNN_MIN_CONFIDENCE = 0.9
-MIN_EYE_DISTANCE_PX = 4.0
-
 
 @dataclass(frozen=True)
 class AlignSpec:
@@ -60,7 +53,7 @@ class AlignSpec:
 
     size: int = 224
     margin: float = 0.2
-    detector: str = "mtcnn"  # for images without landmarks: mtcnn (Haar after it) or haar
+    detector: str = DEFAULT_DETECTOR  # for images without landmarks: a DETECTORS name
 
     def __post_init__(self):
         if self.detector not in DETECTORS:
@@ -76,25 +69,11 @@ class AlignSpec:
 @dataclass
 class AlignedFace:
     image: np.ndarray  # (size, size, 3) uint8 RGB
-    method: str  # one of METHODS
+    method: str  # one of METHODS (common.detectors)
     matrix: np.ndarray  # (2, 3) affine map from source pixels to output pixels
     eyes: np.ndarray  # (2, 2) source eye positions that were used
     box: tuple[int, int, int, int] | None = None  # detected face (x, y, w, h), if any
     rejected: str = ""  # why the landmarks were not used, when they were given but implausible
-
-
-@dataclass
-class Detection:
-    """One face found in a photo: its box, its two eye centres when known, and how."""
-
-    box: tuple[int, int, int, int]  # x, y, w, h in source pixels
-    eyes: np.ndarray | None = field(default=None, repr=False)  # (2, 2) image-left, image-right
-    score: float = 1.0
-    method: str = "haar_face"  # mtcnn | haar_eyes | haar_face
-
-    @property
-    def area(self) -> int:
-        return self.box[2] * self.box[3]
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
@@ -177,153 +156,6 @@ def implausible_eyes(eyes: np.ndarray, shape: tuple[int, ...]) -> str | None:
     return None
 
 
-_local = threading.local()  # per-thread detectors: the cache and predict run on thread pools
-
-
-def _cascade(name: str) -> cv2.CascadeClassifier:
-    # One classifier per thread: detectMultiScale on a shared CascadeClassifier from two
-    # threads fails inside OpenCV (an assertion in getScaleData).
-    cascades = _local.__dict__.setdefault("cascades", {})
-    if name not in cascades:
-        path = Path(cv2.data.haarcascades) / name
-        clf = cv2.CascadeClassifier(str(path))
-        if clf.empty():
-            raise RuntimeError(
-                f"OpenCV Haar cascade {path} is missing; install opencv-python-headless<5 "
-                "(the 5.x wheels ship no cascades)"
-            )
-        cascades[name] = clf
-    return cascades[name]
-
-
-def detect_faces_haar(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Every frontal face Haar finds in an equalised grey image, as (x, y, w, h)."""
-    min_side = max(24, min(gray.shape[:2]) // 8)
-    faces = _cascade("haarcascade_frontalface_default.xml").detectMultiScale(
-        gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side)
-    )
-    return [tuple(int(v) for v in f) for f in faces]
-
-
-def detect_face(gray: np.ndarray) -> tuple[int, int, int, int] | None:
-    """The largest frontal face as (x, y, w, h), or ``None``."""
-    faces = detect_faces_haar(gray)
-    return max(faces, key=lambda f: f[2] * f[3]) if faces else None
-
-
-def detect_eyes(gray: np.ndarray, face: tuple[int, int, int, int]) -> np.ndarray | None:
-    """(2, 2) eye centres inside the upper part of a face box, or ``None`` unless both found."""
-    x, y, w, h = face
-    roi = gray[y : y + int(0.6 * h), x : x + w]
-    eyes = _cascade("haarcascade_eye.xml").detectMultiScale(
-        roi, scaleFactor=1.1, minNeighbors=5, minSize=(max(8, w // 10), max(8, w // 10))
-    )
-    centres = [(x + ex + ew / 2, y + ey + eh / 2) for ex, ey, ew, eh in eyes]
-    left = [c for c in centres if c[0] < x + 0.5 * w]
-    right = [c for c in centres if c[0] >= x + 0.5 * w]
-    if not left or not right:
-        return None
-    # The eye nearest the expected height on each side (eyebrows and nostrils also fire).
-    expect = y + HAAR_EYE_Y * h
-    pick = [min(side, key=lambda c: abs(c[1] - expect)) for side in (left, right)]
-    eyes = np.array(pick)
-    dist = eyes[1, 0] - eyes[0, 0]
-    if not (0.25 * w < dist < 0.65 * w) or abs(eyes[1, 1] - eyes[0, 1]) > 0.25 * w:
-        return None
-    return eyes
-
-
-def eyes_from_box(x: float, y: float, w: float, h: float) -> np.ndarray:
-    return np.array(
-        [[x + HAAR_EYE_X[0] * w, y + HAAR_EYE_Y * h], [x + HAAR_EYE_X[1] * w, y + HAAR_EYE_Y * h]]
-    )
-
-
-def mtcnn_available() -> bool:
-    """Whether the ``mtcnn`` package (and TensorFlow under it) can be imported."""
-    try:
-        _mtcnn_class()
-    except ImportError:
-        return False
-    return True
-
-
-@functools.cache
-def _mtcnn_class():
-    from mtcnn import MTCNN  # imports TensorFlow: only when a photo without landmarks comes
-
-    return MTCNN
-
-
-def _mtcnn():
-    if getattr(_local, "mtcnn", None) is None:
-        _local.mtcnn = _mtcnn_class()(device="CPU:0")
-    return _local.mtcnn
-
-
-def resolve_detector(name: str) -> str:
-    """``name``, or ``haar`` with a warning when MTCNN is asked for but cannot be imported."""
-    if name not in DETECTORS:
-        raise ValueError(f"unknown detector {name!r}; known: {list(DETECTORS)}")
-    if name == "mtcnn" and not mtcnn_available():
-        _warn_no_mtcnn()
-        return "haar"
-    return name
-
-
-@functools.cache
-def _warn_no_mtcnn() -> None:
-    warnings.warn(
-        "the mtcnn package (and TensorFlow) is not installed: faces without landmarks are "
-        "found with OpenCV's Haar cascades, which miss more faces (pip install mtcnn==1.0.0)",
-        stacklevel=3,
-    )
-
-
-def _detect_mtcnn(image: np.ndarray) -> list[Detection]:
-    found = []
-    for face in _mtcnn().detect_faces(image):
-        if face["confidence"] < MTCNN_MIN_CONFIDENCE:
-            continue
-        kp = face["keypoints"]
-        eyes = np.array(sorted([kp["left_eye"], kp["right_eye"]]), dtype=np.float64)
-        x, y, w, h = (int(v) for v in face["box"])
-        x, y = max(x, 0), max(y, 0)
-        if np.linalg.norm(eyes[1] - eyes[0]) < MIN_EYE_DISTANCE_PX:
-            continue
-        found.append(Detection((x, y, w, h), eyes, float(face["confidence"]), "mtcnn"))
-    return found
-
-
-def _detect_haar(image: np.ndarray, every: bool) -> list[Detection]:
-    gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
-    boxes = detect_faces_haar(gray) if every else [detect_face(gray)]
-    found = []
-    for box in boxes:
-        if box is None:
-            continue
-        eyes = detect_eyes(gray, box)
-        found.append(Detection(box, eyes, 1.0, "haar_face" if eyes is None else "haar_eyes"))
-    return found
-
-
-def detect(image: np.ndarray, detector: str = "mtcnn", every: bool = False) -> list[Detection]:
-    """Faces in an RGB image, largest first: MTCNN's, else Haar's; ``[]`` when none is found.
-
-    Args:
-        image: (H, W, 3) uint8 RGB.
-        detector: ``mtcnn`` (Haar when MTCNN finds nothing or is not installed) or ``haar``.
-        every: all faces rather than only the largest.
-    """
-    found = []
-    if resolve_detector(detector) == "mtcnn":
-        found = _detect_mtcnn(image)
-    if not found:
-        found = _detect_haar(image, every)
-    found.sort(key=lambda d: d.area, reverse=True)
-    return found if every else found[:1]
-
-
 def align_detection(image: np.ndarray, spec: AlignSpec, found: Detection) -> AlignedFace:
     """The aligned crop of one detected face (from its eyes, else from its box)."""
     eyes = found.eyes if found.eyes is not None else eyes_from_box(*found.box)
@@ -363,3 +195,23 @@ def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Applies a (2, 3) affine map to (N, 2) points."""
     points = np.asarray(points, dtype=np.float64)
     return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+__all__ = [
+    "DETECTORS",
+    "METHODS",
+    "AlignSpec",
+    "AlignedFace",
+    "Detection",
+    "align_center",
+    "align_detection",
+    "align_face",
+    "detect",
+    "eyes_from_landmarks",
+    "implausible_eyes",
+    "load_rgb",
+    "resolve_detector",
+    "similarity_from_eyes",
+    "transform_points",
+    "warp",
+]

@@ -1,9 +1,10 @@
 """ONNX Runtime backend of ``agezoo predict``: an exported ``.onnx`` age model.
 
 Needs only onnxruntime, numpy and OpenCV: neither PyTorch nor TensorFlow is imported on this
-path. MTCNN runs on TensorFlow, so faces are found with OpenCV's Haar cascades here (on FG-NET:
-faces found 94.7 % vs 99.8 %, median eye error 5.6 % vs 4.4 % of the inter-ocular distance;
-``benchmarks/RESULTS.md``). The model's card travels inside the file as metadata.
+path. Faces are found by the model's detector unless that is MTCNN, which runs on TensorFlow:
+then by the default detector (BlazeFace through OpenCV, eyes from dlib), which places the eyes
+better than MTCNN on FG-NET (``benchmarks/RESULTS.md``). The model's card travels inside the file
+as metadata.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.detectors import DEFAULT_DETECTOR
 from common.predictor import ModelCard, Predictor
 
 CARD_KEY = "agezoo_card"
@@ -38,7 +40,8 @@ def load_predictor(path: str | Path, device: str = "cpu", threads: int = 0) -> P
     if CARD_KEY not in meta:
         raise ValueError(f"{path}: no {CARD_KEY} metadata; export it with torch_impl.export")
     card = ModelCard.from_dict(json.loads(meta[CARD_KEY]))
-    card = dataclasses.replace(card, framework="onnx", detector="haar", source=str(path))
+    detector = DEFAULT_DETECTOR if card.detector == "mtcnn" else card.detector
+    card = dataclasses.replace(card, framework="onnx", detector=detector, source=str(path))
     name = session.get_inputs()[0].name
 
     def forward(images: np.ndarray) -> np.ndarray:

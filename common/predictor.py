@@ -8,9 +8,10 @@ forward function and the card; ``agezoo.backends`` picks the backend a model ref
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from common.calibration import INTERVAL, central_interval
-from common.faces import AlignSpec, align_center, align_detection, detect, load_rgb
+from common.faces import AlignSpec, align_center, align_detection, detect
+from common.inputs import Failure, Still, expand_inputs, stills
 from common.losses import decode_outputs, loss_spec, num_outputs
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 STAGES = ("decode", "detect", "align", "infer")
 BATCH = 64  # faces per forward call
 CHUNK = 256  # photos aligned before their faces go through the model
@@ -88,13 +89,9 @@ class FaceAge:
     std: float
     low: float
     high: float
-    method: str  # how the face was found: mtcnn | haar_eyes | haar_face | center
-
-
-@dataclass
-class Failure:
-    file: str
-    reason: str
+    method: str  # how the face was found: a common.detectors.METHODS entry
+    frame: int | None = None  # the video frame, for a face in a video
+    time: float | None = None  # its time in the video, seconds
 
 
 @dataclass
@@ -123,6 +120,11 @@ class Predictor:
         self.card, self.forward, self.flip = card, forward, flip
         self.spec = card.spec
 
+    def use_detector(self, name: str) -> None:
+        """Finds faces with another detector than the card's (the alignment stays the same)."""
+        self.card = dataclasses.replace(self.card, detector=name)
+        self.spec = self.card.spec
+
     def outputs(self, faces: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
         """Raw outputs for aligned uint8 faces (N, S, S, 3), in batches."""
         if faces.ndim != 4 or faces.shape[1:] != (self.spec.size, self.spec.size, 3):
@@ -149,42 +151,51 @@ class Predictor:
             low = high = np.full(len(age), np.nan)
         return {"age": age, "std": std, "low": low, "high": high}
 
-    def predict_paths(
+    def predict_paths(self, paths: Sequence[str | Path], **kwargs) -> PredictResult:
+        """:meth:`predict_inputs` on photo and video paths."""
+        return self.predict_inputs(paths, **kwargs)
+
+    def predict_inputs(
         self,
-        paths: Sequence[str | Path],
+        items: Sequence,
         every_face: bool = True,
         fallback_center: bool = False,
         progress: bool = False,
         workers: int = 2,
+        video_every: int = 1,
     ) -> PredictResult:
-        """Detects, aligns and predicts every face in every photo; failures are named, not raised.
+        """Every face in photos, arrays, PIL images and video frames; failures named, not raised.
 
-        Photos are decoded, detected and aligned on a thread pool (OpenCV, Pillow and the
-        detector release the GIL); the aligned faces then go through the model in batches.
+        Photos are decoded, detected and aligned on a thread pool (OpenCV, Pillow, dlib and the
+        detectors release the GIL); the aligned faces then go through the model in batches.
+        Video frames are read in order (``video_every``: every N-th frame).
         """
         from tqdm import tqdm
 
-        result = PredictResult(images=len(paths))
-
-        def prepare(path):
-            return path, self._faces_of(Path(path), every_face, fallback_center)
-
-        bar = tqdm(total=len(paths), desc="photos", unit="img", disable=not progress)
+        result = PredictResult(images=0)
+        bar = tqdm(desc="images", unit="img", disable=not progress)
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            for start in range(0, len(paths), CHUNK):  # bounded memory on huge folders
+            for chunk in _chunks(stills(items, video_every), CHUNK):  # bounded memory
+                todo = [s for s in chunk if isinstance(s, Still)]
+                result.failures += [f for f in chunk if isinstance(f, Failure)]
+                result.images += len(todo)
                 crops, meta = [], []
-                for path, (faces, error, seconds) in pool.map(
-                    prepare, paths[start : start + CHUNK]
-                ):
+                jobs = pool.map(lambda s: (s, self._faces_of(s, every_face, fallback_center)), todo)
+                for still, (faces, error, seconds) in jobs:
                     bar.update()
                     for stage, dt in seconds.items():  # summed here, in one thread
                         result.timings[stage] += dt
                     if error:
-                        result.failures.append(Failure(str(path), error))
+                        where = (
+                            still.file
+                            if still.frame is None
+                            else f"{still.file} frame {still.frame}"
+                        )
+                        result.failures.append(Failure(where, error))
                         continue
                     for k, (crop, box, method) in enumerate(faces):
                         crops.append(crop)
-                        meta.append((str(path), k, box, method))
+                        meta.append((still, k, box, method))
                 if crops:
                     self._infer(np.stack(crops), meta, result)
         bar.close()
@@ -194,17 +205,19 @@ class Predictor:
         t0 = time.perf_counter()
         est = self.estimate(crops)
         result.timings["infer"] += time.perf_counter() - t0
-        for i, (file, k, box, method) in enumerate(meta):
+        for i, (still, k, box, method) in enumerate(meta):
             values = (float(est[key][i]) for key in ("age", "std", "low", "high"))
-            result.faces.append(FaceAge(file, k, box, *values, method))
+            result.faces.append(
+                FaceAge(still.file, k, box, *values, method, still.frame, still.time)
+            )
 
-    def _faces_of(self, path: Path, every: bool, fallback_center: bool):
-        """(aligned faces with box and method, error or "", seconds per stage) of one photo."""
+    def _faces_of(self, still: Still, every: bool, fallback_center: bool):
+        """(aligned faces with box and method, error or "", seconds per stage) of one image."""
         t0 = time.perf_counter()
         try:
-            image = load_rgb(path)
+            image = still.load()
         except ValueError as exc:
-            return [], _reason(exc, path), {}
+            return [], _reason(exc, Path(still.file)), {}
         t1 = time.perf_counter()
         try:
             found = detect(image, self.spec.detector, every=every)
@@ -224,6 +237,17 @@ class Predictor:
         return faces, "", seconds
 
 
+def _chunks(iterable: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for item in iterable:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def _reason(exc: Exception, path: Path) -> str:
     """The error text without the file name the caller prints anyway."""
     text = str(exc)
@@ -231,19 +255,15 @@ def _reason(exc: Exception, path: Path) -> str:
     return text[len(prefix) :] if text.startswith(prefix) else text
 
 
-def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Failure]]:
-    """Photos named directly (always tried) and the image files inside named folders."""
-    paths, missing = [], []
-    for item in inputs:
-        item = Path(item)
-        if item.is_dir():
-            paths += sorted(
-                p
-                for p in item.rglob("*")
-                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-            )
-        elif item.is_file():
-            paths.append(item)
-        else:
-            missing.append(Failure(str(item), "no such file or folder"))
-    return paths, missing
+__all__ = [
+    "BATCH",
+    "CHUNK",
+    "STAGES",
+    "FaceAge",
+    "Failure",
+    "ModelCard",
+    "ModelNotFoundError",
+    "PredictResult",
+    "Predictor",
+    "expand_inputs",
+]

@@ -11,6 +11,7 @@ from common import results
 from common.cache import FaceArrays
 from common.config import Config, load_config
 from common.datasets import dataset_names
+from common.detectors import DETECTORS
 from common.losses import LOSSES
 from common.prepare import build_folds, load_faces
 from common.splits import Fold, save_folds
@@ -28,7 +29,7 @@ checkpoint, predictions, metrics, calibration).
   PRESET      a file in common/configs/: {presets}
   key=value   overrides, e.g. model.name=resnet34 data.size=112 optim.lr=3e-4
               loss.name={losses} model.weights=auto|imagenet|none|PATH
-              data.dataset={datasets} data.detector=mtcnn|haar
+              data.dataset={datasets} data.detector={detectors}
               resume=true run_dir=runs/...  (continue an interrupted run)
 """
 
@@ -45,6 +46,7 @@ def train_usage(module: str) -> str:
         presets=", ".join(training_presets()),
         datasets="|".join(dataset_names()),
         losses="|".join(LOSSES),
+        detectors="|".join(DETECTORS),
     )
 
 

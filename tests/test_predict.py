@@ -19,6 +19,8 @@ from common.synthetic import make_synthetic
 
 torch = pytest.importorskip("torch")
 
+from conftest import varied_age_model  # noqa: E402
+
 SIZE = 64
 CALIBRATION = {"temperature": 1.7}
 
@@ -32,29 +34,7 @@ def _config(detector: str = "mtcnn") -> Config:
 
 
 def _torch_model(seed: int = 0, sharp: float = 20.0):
-    """A MobileNetV2 age model whose head is scaled up so that ages vary between faces."""
-    from torch_impl.models import create_model
-
-    torch.manual_seed(seed)
-    weights = "imagenet" if weight_registry.find_local("mobilenet_v2-b0353104.pth") else "none"
-    model = create_model("mobilenet_v2", 101, weights, SIZE)
-    with torch.no_grad():
-        if weights == "none":  # fresh BatchNorm statistics map every face to the same features
-            _calibrate_batchnorm(model)
-        model.head.weight.mul_(sharp)
-    return model.eval()
-
-
-def _calibrate_batchnorm(model) -> None:
-    """Running statistics of the network on synthetic faces, so that outputs differ by face."""
-    from torch_impl.preprocess import to_input
-
-    faces = torch.from_numpy(make_synthetic(16, 2, size=SIZE, seed=1).images)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.reset_running_stats()
-            module.momentum = None  # a plain average over the calibration pass
-    model.train()(to_input(faces, model.entry.mean, model.entry.std, SIZE))
+    return varied_age_model(SIZE, seed, sharp)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +92,11 @@ def test_cli_names_bad_files_predicts_the_rest(fgnet_dir, torch_run, photos, tmp
     assert report["model"]["temperature"] == CALIBRATION["temperature"]
     assert {Path(f["file"]).name for f in report["faces"]} == {p.name for p in good}
     for face in report["faces"]:
-        assert set(face) == {"file", "face", "box", "age", "std", "low", "high", "method"}
+        assert set(face) == {"file", "face", "box", "age", "std", "low", "high", "method"} | {
+            "frame",
+            "time",
+        }
+        assert face["frame"] is None and face["time"] is None  # a photo, not a video
         assert face["low"] <= face["age"] <= face["high"] and face["std"] > 0
         assert len(face["box"]) == 4 and face["method"] == "mtcnn"
     assert {Path(f["file"]).name for f in report["failures"]} == {
@@ -143,14 +127,15 @@ def test_fallback_center_and_csv(torch_run, tmp_path):
     face = make_synthetic(1, 1, size=96).images[0]
     Image.fromarray(face).save(tmp_path / "chip.png")
     predictor = load_predictor(torch_run)
-    predictor.spec = AlignSpec(SIZE, 0.2, "haar")  # drawn faces are not for MTCNN
+    predictor.use_detector("haar")  # drawn faces are not for the face detectors
     missing = predictor.predict_paths([tmp_path / "chip.png"])
     assert missing.failures and "no face found" in missing.failures[0].reason
     result = predictor.predict_paths([tmp_path / "chip.png"], fallback_center=True)
     assert not result.failures and result.faces[0].method == "center"
     assert result.faces[0].box is None
     lines = as_csv(result).splitlines()
-    assert lines[0].startswith("file,face,x,y,w,h,age,std,low90,high90")
+    assert lines[0] == "file,frame,time,face,x,y,w,h,age,std,low90,high90,method"
+    assert lines[1].split(",")[1:3] == ["", ""]  # a photo: no frame, no time
     assert len(lines) == 2
 
 

@@ -36,7 +36,7 @@ def torch_predictor(
     model = model.to(dev).eval()
     size = input_size or card.size
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def forward(images: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(images).to(dev)
         return model(to_input(x, model.entry.mean, model.entry.std, size)).float().cpu().numpy()
