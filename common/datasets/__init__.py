@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.datasets.aaf import aaf_root, aaf_split, load_aaf, read_aaf_points
+from common.datasets.appa import appa_root, appa_split, load_appa
 from common.datasets.base import (
     IMAGE_SUFFIXES,
     DatasetNotFoundError,
@@ -107,6 +108,12 @@ DATASETS: dict[str, Dataset] = {
             official_test=lambda root: aaf_split(aaf_root(root))["val"],
         ),
         Dataset(
+            "appa",
+            lambda root: load_appa(appa_root(root)),
+            "ChaLearn LAP 2016 apparent ages, 5,206 web crops, official split (AGEZOO_APPA_DIR)",
+            official_test=lambda root: appa_split(appa_root(root))["valid"],
+        ),
+        Dataset(
             "utkface",
             _with_root("utkface", load_utkface),
             "UTKFace, age_gender_race_date.jpg names (data.root)",
@@ -146,6 +153,9 @@ __all__ = [
     "Record",
     "aaf_root",
     "aaf_split",
+    "appa_root",
+    "appa_split",
+    "load_appa",
     "dataset",
     "dataset_names",
     "default_cache_dir",

@@ -35,6 +35,7 @@ class Record:
     person: str
     age: float
     landmarks: np.ndarray | None = None
+    age_std: float | None = None  # the spread of the label where the data set gives one (APPA)
 
     @property
     def name(self) -> str:
