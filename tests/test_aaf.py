@@ -136,7 +136,7 @@ def test_official_split_and_root(fake_aaf, monkeypatch):
     (fold,) = folds
     assert fold.test == ("00002A61",)  # the duplicates were removed from val.txt's people
     assert len(fold.val) == 1 and len(fold.train) == 4
-    with pytest.raises(ValueError, match="official exists for data.dataset=aaf only"):
+    with pytest.raises(ValueError, match=r"official exists for data\.dataset=aaf\|appa only"):
         prepare.build_folds(ProtocolConfig(kind="official"), persons, DataConfig())
 
 
