@@ -8,7 +8,7 @@ PRESET  ?= default
 DATASET ?= fgnet
 MODEL   ?=
 
-.PHONY: setup data test lint format train-tf train-torch pretrain model predict export gpu-bundle gpu-dry bench bench-preprocess clean-venv
+.PHONY: setup data test lint format train-tf train-torch pretrain model release predict export gpu-bundle gpu-dry bench bench-preprocess clean-venv
 
 setup: $(STAMP)
 
@@ -66,6 +66,13 @@ pretrain: setup
 # make model FRAMEWORK=torch|keras: the general model (AAF + all FG-NET) agezoo predict defaults to
 model: setup
 	$(PY) -m agezoo.pretrain --kind general --framework $(FRAMEWORK) $(ARGS)
+
+# make release: the zoo's released model, agezoo predict's default (weights/released/): trained
+# on AAF + APPA + FG-NET detector crops from the AAF-pretrained weights (make pretrain), then
+# exported to ONNX with its card. Needs AGEZOO_AAF_DIR, AGEZOO_APPA_DIR and AGEZOO_FGNET_DIR.
+release: setup
+	$(PY) -m agezoo.pretrain --kind release --framework torch $(ARGS)
+	$(PY) -m agezoo.release runs/release-torch-mobilenet_v2
 
 # The GPU check (benchmarks/gpu_check.sh) needs what the GPU machine's image lacks: Keras and
 # FG-NET, put into the git-ignored gpu-bundle/ (run the check there with OUT=... bash ...).

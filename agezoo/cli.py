@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         "--model",
         "-m",
         help="run folder (best.pt / model.keras), model file (.pt, .keras, .onnx) or registered "
-        "age model name; default: the registry's default age model",
+        "age model name; default: the released model in weights/released/ (ONNX)",
     )
     parser.add_argument("--onnx", help="an exported .onnx model (runs on onnxruntime alone)")
     out = parser.add_mutually_exclusive_group()

@@ -42,21 +42,25 @@ def as_table(result: PredictResult) -> str:
 
 
 def as_json(result: PredictResult, card: ModelCard, flip: bool) -> str:
-    return json.dumps(
-        {
-            "model": asdict(card),
-            "interval": INTERVAL,
-            "flip": flip,
-            "faces": [asdict(f) for f in result.faces],
-            "failures": [asdict(f) for f in result.failures],
-        },
-        indent=1,
-        default=_nan_to_none,
-    )
+    record = {
+        "model": asdict(card),
+        "interval": INTERVAL,
+        "flip": flip,
+        "faces": [asdict(f) for f in result.faces],
+        "failures": [asdict(f) for f in result.failures],
+    }
+    return json.dumps(_finite(record), indent=1, default=str, allow_nan=False)
 
 
-def _nan_to_none(value):
-    return None if isinstance(value, float) and not np.isfinite(value) else str(value)
+def _finite(value):
+    """JSON has no NaN: a value that is not finite (an L2 model's std) becomes null."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def as_csv(result: PredictResult) -> str:

@@ -3,6 +3,8 @@
 Usage:
     make pretrain FRAMEWORK=torch|keras MODEL=mobilenet_v2   (python -m agezoo.pretrain ...)
     make model FRAMEWORK=torch|keras                          (... --kind general)
+    make release                                              (... --kind release, then
+                                                               python -m agezoo.release)
 
 ``aaf`` trains on the ``pretrain-aaf`` preset (model selection on AAF validation people, never
 on FG-NET) and publishes the best weights; ``model.weights=aaf`` then loads them, hash-checked,
@@ -32,7 +34,7 @@ from common.config import load_config, to_dict
 from common.predictor import ModelCard
 from common.results import atomic_write_json, atomic_write_text
 
-PRESETS = {"aaf": "pretrain-aaf", "general": "general"}
+PRESETS = {"aaf": "pretrain-aaf", "general": "general", "release": "release"}
 # Models with ImageNet weights to start from (here: MobileNetV2) take pretrain-aaf; the others
 # train from scratch, which needs a longer schedule.
 SCRATCH_PRESET = "pretrain-aaf-scratch"
@@ -41,6 +43,10 @@ DATA = {
     "groups with conflicting ages dropped; official split, val.txt people as test",
     "general": "All-Age-Faces (deduplicated) + all 1002 FG-NET images; validation people drawn "
     "from both; no test set. It has seen every FG-NET person: NEVER score it on FG-NET.",
+    "release": "All-Age-Faces (deduplicated) + APPA (ChaLearn LAP 2016 train + valid, apparent "
+    "ages) + all 1002 FG-NET images, every face aligned by the default detector; AAF's official "
+    "test people and APPA's valid split held out as the test set; validation people drawn from "
+    "the rest. It has seen every FG-NET person: NEVER score it on FG-NET.",
 }
 
 
@@ -204,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     if not (run_dir / results.METRICS).is_file():
         print(f"error: {run_dir} has no finished run (metrics.json)", file=sys.stderr)
         return 1
+    if args.kind == "release":  # exported with its card into the repository by agezoo.release
+        print(f"trained {run_dir}; release it with: python -m agezoo.release {run_dir}")
+        return 0
     card = publish(run_dir, args.framework, weights.trained_weights_dir(), args.kind)
     use = "model.weights=aaf" if args.kind == "aaf" else "agezoo predict (the default model)"
     print(

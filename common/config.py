@@ -28,6 +28,7 @@ class DataConfig:
     size: int = 224  # aligned crop side in pixels
     margin: float = 0.2
     detector: str = "blazeface"  # images without landmarks: a common.detectors.DETECTORS name
+    landmarks: bool = True  # false: every image aligned by the detector, as agezoo predict sees it
     num_classes: int = 101  # ages 0 .. num_classes - 1
     synthetic_persons: int = 40
     synthetic_images_per_person: int = 8

@@ -45,6 +45,31 @@ def mae_by_decade(pred: np.ndarray, true: np.ndarray) -> dict[str, tuple[float, 
     return out
 
 
+def mae_by_band(
+    pred: np.ndarray, true: np.ndarray, last: int = 70
+) -> dict[str, tuple[float, int]]:
+    """MAE per age band 0-9, 10-19, ..., and ``last``+ as one band (few people are older).
+
+    Example:
+        >>> mae_by_band(np.array([5.0, 30.0, 80.0]), np.array([3, 33, 91]))
+        {'0-9': (2.0, 1), '30-39': (3.0, 1), '70+': (11.0, 1)}
+    """
+    true = np.asarray(true, dtype=np.float64).reshape(-1)
+    err = _errors(pred, true)
+    band = np.minimum((np.floor(true) // 10).astype(int), last // 10)
+    out = {}
+    for d in np.unique(band):
+        sel = band == d
+        name = f"{last}+" if 10 * d == last else f"{10 * d}-{10 * d + 9}"
+        out[name] = (float(err[sel].mean()), int(sel.sum()))
+    return out
+
+
+def band_mean(by_band: dict[str, tuple[float, int]]) -> float:
+    """The mean of the bands' MAEs: every age band weighs the same, however many photos."""
+    return float(np.mean([mae for mae, _ in by_band.values()])) if by_band else float("nan")
+
+
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation; NaN when it is undefined (fewer than 3 values, or a constant)."""
     a, b = np.asarray(a, float), np.asarray(b, float)

@@ -32,7 +32,9 @@ def load_faces(data: DataConfig, progress: bool = True) -> FaceArrays:
     """Aligned uint8 faces for the configured data set (cached, or generated if synthetic).
 
     ``aaf+fgnet`` (any names joined by ``+``) combines data sets found through their
-    environment variables; person ids become ``aaf:…`` / ``fgnet:…``.
+    environment variables; person ids become ``aaf:…`` / ``fgnet:…``. ``landmarks=False``
+    ignores a data set's landmarks and aligns every image by the detector, as ``agezoo
+    predict`` sees photos (a model meant for predict trains on such crops).
     """
     if "+" in data.dataset:
         if data.root:
@@ -42,6 +44,8 @@ def load_faces(data: DataConfig, progress: bool = True) -> FaceArrays:
     if data.dataset == datasets.SYNTHETIC:
         return make_synthetic(data.synthetic_persons, data.synthetic_images_per_person, data.size)
     records = load_records(data)
+    if not data.landmarks:
+        records = [replace(r, landmarks=None) for r in records]
     spec = AlignSpec(size=data.size, margin=data.margin, detector=data.detector)
     return cached_faces(records, spec, tag=data.dataset, progress=progress)
 
@@ -52,17 +56,13 @@ def build_folds(
     """The folds the protocol asks for, over the given per-image person ids.
 
     ``official`` takes the data set's own test list (All-Age-Faces' ``val.txt``), from the
-    data-set table.
+    data-set table. Of combined sets (``aaf+appa+fgnet``) it takes the union of the parts'
+    test lists; a part without one (FG-NET) has no test people and trains and validates only.
     """
     if protocol.kind == "official":
-        entry = datasets.DATASETS.get(data.dataset) if data is not None else None
-        if entry is None or entry.official_test is None:
-            with_lists = [d.name for d in datasets.DATASETS.values() if d.official_test]
-            raise ValueError(
-                f"protocol.kind=official exists for data.dataset={'|'.join(with_lists)} only"
-            )
-        test = entry.official_test(data.root)
-        return splits.official_split(persons, test, protocol.val_fraction, protocol.seed)
+        return splits.official_split(
+            persons, official_test_people(data), protocol.val_fraction, protocol.seed
+        )
     if protocol.kind == "lopo":
         return splits.lopo_folds(persons, protocol.val_fraction, protocol.seed)
     if protocol.kind == "kfold":
@@ -74,6 +74,26 @@ def build_folds(
     raise ValueError(
         f"unknown protocol.kind {protocol.kind!r}; known: lopo, kfold, holdout, official"
     )
+
+
+def official_test_people(data: DataConfig | None) -> list[str]:
+    """The official test people of a data set, or of the parts of a combined one (prefixed)."""
+    names = data.dataset.split("+") if data is not None else []
+    entries = [datasets.DATASETS.get(n) for n in names]
+    with_lists = [d.name for d in datasets.DATASETS.values() if d.official_test]
+    if not entries or not any(e is not None and e.official_test for e in entries):
+        raise ValueError(
+            f"protocol.kind=official exists for data.dataset={'|'.join(with_lists)} only "
+            "(or sets combined with one of them)"
+        )
+    if len(names) == 1:
+        return list(entries[0].official_test(data.root))
+    return [
+        f"{name}:{person}"
+        for name, entry in zip(names, entries, strict=True)
+        if entry is not None and entry.official_test
+        for person in entry.official_test(None)
+    ]
 
 
 def sheet_sample(arrays: FaceArrays, n: int = 96, seed: int = 0) -> np.ndarray:

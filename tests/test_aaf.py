@@ -229,7 +229,7 @@ def test_make_model_writes_the_default_predict_model(fgnet_dir, fake_aaf, tmp_pa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         assert pretrain.main(["--run-dir", str(tmp_path / "aaf"), "model.weights=none", *tiny]) == 0
-        assert weights.default_age_model() is None
+        assert "torch/mobilenet_v2/general" not in weights.age_models()
         code = pretrain.main(
             [
                 "--kind",
@@ -241,12 +241,12 @@ def test_make_model_writes_the_default_predict_model(fgnet_dir, fake_aaf, tmp_pa
             ]
         )
     assert code == 0
-    assert weights.default_age_model() == "torch/mobilenet_v2/general"
+    assert "torch/mobilenet_v2/general" in weights.age_models()
     (card_file,) = weights.trained_weights_dir().glob("general-torch-*.card.json")
     card = json.loads(card_file.read_text())
     assert "NEVER score it on FG-NET" in card["data"] and card["test_mae"] is None
     assert card["initialised_from"] == "AAF-pretrained weights"
-    predictor = load_predictor(None)  # what agezoo predict uses when no model is named
+    predictor = load_predictor("torch/mobilenet_v2/general")
     assert predictor.card.temperature == card["temperature"]
     out = predictor.estimate(make_synthetic(2, 1, size=32).images)
     assert np.isfinite(out["age"]).all() and (out["std"] > 0).all()

@@ -349,3 +349,19 @@ def test_flip_benchmark_on_a_run_folder(torch_run, tmp_path):
         assert 0 <= flipped["within_1std"] <= 1 and plain["mae"] > 0
     assert row["temperature"] == CALIBRATION["temperature"] and row["refit"]["temperature"] > 0
     assert flip.main([str(tmp_path / "nothing-here"), "--out", str(tmp_path / "x.json")]) == 1
+
+
+def test_json_output_is_strict_json_for_an_l2_model():
+    """An L2 model has no std or interval: they are null, never the NaN JSON does not have."""
+    from common.predictor import FaceAge
+
+    card = ModelCard("torch", "mobilenet_v2", "l2", 1, SIZE, 0.2, "haar")
+    nan = float("nan")
+    result = PredictResult(faces=[FaceAge("a.jpg", 0, (1, 2, 3, 4), 30.5, nan, nan, nan, "haar")])
+
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    face = json.loads(as_json(result, card, flip=True), parse_constant=refuse)["faces"][0]
+    assert face["age"] == 30.5 and face["std"] is None and face["low"] is None
+    assert face["box"] == [1, 2, 3, 4]

