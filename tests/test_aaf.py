@@ -1,5 +1,6 @@
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,40 @@ def test_official_split_and_root(fake_aaf, monkeypatch):
     assert len(fold.val) == 1 and len(fold.train) == 4
     with pytest.raises(ValueError, match=r"official exists for data\.dataset=aaf\|appa only"):
         prepare.build_folds(ProtocolConfig(kind="official"), persons, DataConfig())
+
+
+def test_combined_sets_hold_out_each_parts_official_test_people(fake_aaf, monkeypatch):
+    """aaf+fgnet: AAF's val.txt people are the test set; FG-NET, with no list, never tests."""
+    monkeypatch.setenv("AGEZOO_AAF_DIR", str(fake_aaf))
+    data = DataConfig(dataset="aaf+fgnet")
+    persons = np.array(
+        ["aaf:00000A02", "aaf:00001A35", "aaf:00002A61", "aaf:00005A30"]
+        + [f"fgnet:{i:03d}" for i in range(1, 9)]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        test = prepare.official_test_people(data)
+        assert "aaf:00002A61" in test and all(p.startswith("aaf:") for p in test)
+        (fold,) = prepare.build_folds(
+            ProtocolConfig(kind="official", val_fraction=0.25), persons, data
+        )
+    assert fold.test == ("aaf:00002A61",)
+    assert set(fold.train) | set(fold.val) == set(persons) - {"aaf:00002A61"}
+    with pytest.raises(ValueError, match="official exists"):
+        prepare.official_test_people(DataConfig(dataset="fgnet+utkface"))
+
+
+def test_landmarks_false_aligns_every_image_by_the_detector(fake_aaf, monkeypatch):
+    """The crops agezoo predict sees: landmarks ignored, a cache entry of their own."""
+    monkeypatch.setenv("AGEZOO_AAF_DIR", str(fake_aaf))
+    data = DataConfig(dataset="aaf", size=32, detector="haar")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        marked = prepare.load_faces(data, progress=False)
+        detected = prepare.load_faces(replace(data, landmarks=False), progress=False)
+    assert "landmarks" in set(marked.methods)
+    assert "landmarks" not in set(detected.methods) and len(detected) == len(marked)
+    assert detected.key != marked.key
 
 
 @pytest.mark.skipif(not os.environ.get("AGEZOO_AAF_DIR"), reason="AGEZOO_AAF_DIR is not set")
