@@ -57,6 +57,7 @@ def release(run_dir: str | Path, dest: str | Path | None = None, default: bool =
     stem = f"agezoo-{arch}-{size}px-{sha[:8]}"
     onnx_file = dest / f"{stem}.onnx"
     tmp.replace(onnx_file)
+    onnx_file.chmod(0o644)
     others = [p for p in dest.glob("*.onnx") if p != onnx_file and not _same_name(p, arch)]
     total = sum(p.stat().st_size for p in [onnx_file, *others]) / 1e6
     if total > RELEASE_BUDGET_MB:
@@ -83,8 +84,8 @@ def release(run_dir: str | Path, dest: str | Path | None = None, default: bool =
         "num_classes": cfg["data"]["num_classes"],
         "data": DATA["release"],
         "terms": TERMS,
-        "never_score_on": "FG-NET (every person trained on), and the training people of AAF "
-        "and APPA train",
+        "never_score_on": "FG-NET (it has seen every person), All-Age-Faces' train.txt people "
+        "and APPA's train split",
         "people": {part: len(folds[part]) for part in ("train", "val", "test")},
         "initialised_from": "AAF-pretrained MobileNetV2 (make pretrain), itself from ImageNet",
         "val_mae": metrics["best_val_mae"],
@@ -136,6 +137,8 @@ def write_card(dest: Path, card: dict, heldout: Path = HELDOUT) -> None:
     stem = Path(card["weights_file"]).stem
     atomic_write_json(dest / f"{stem}.card.json", card)
     atomic_write_text(dest / f"{stem}.card.md", card_markdown(card))
+    for suffix in (".card.json", ".card.md"):
+        (dest / f"{stem}{suffix}").chmod(0o644)
 
 
 def _bands(by_band: dict | None) -> str:

@@ -37,6 +37,8 @@ from common.inputs import IMAGE_SUFFIXES
 from common.predictor import STAGES
 
 OUT = Path(__file__).parent / "results" / "predict_speed.json"
+
+
 def build_models(folder: Path, size: int, detector: str) -> dict[str, Path]:
     """A PyTorch run folder, its ONNX export and a Keras run folder with the same weights."""
     import torch

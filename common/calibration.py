@@ -54,7 +54,8 @@ def _quantiles(p: np.ndarray, q) -> np.ndarray:
     i = np.clip((cdf[:, None, :] < q[None, :, None]).sum(-1), 1, p.shape[1])
     below, above = cdf[rows, i - 1], cdf[rows, i]
     frac = np.where(above > below, (q[None, :] - below) / np.maximum(above - below, 1e-300), 0.0)
-    return i - 1.5 + np.clip(frac, 0.0, 1.0)
+    # No age is below 0 or above the last class: the outer half-classes are cut off.
+    return np.clip(i - 1.5 + np.clip(frac, 0.0, 1.0), 0.0, p.shape[1] - 1.0)
 
 
 def central_interval(

@@ -45,9 +45,7 @@ def mae_by_decade(pred: np.ndarray, true: np.ndarray) -> dict[str, tuple[float, 
     return out
 
 
-def mae_by_band(
-    pred: np.ndarray, true: np.ndarray, last: int = 70
-) -> dict[str, tuple[float, int]]:
+def mae_by_band(pred: np.ndarray, true: np.ndarray, last: int = 70) -> dict[str, tuple[float, int]]:
     """MAE per age band 0-9, 10-19, ..., and ``last``+ as one band (few people are older).
 
     Example:

@@ -59,6 +59,16 @@ def test_interval_and_reliability():
     assert all(v == 1.0 for v in rel.values())
 
 
+def test_interval_never_leaves_the_age_range():
+    """A newborn's interval starts at 0, never at the -0.5 where class 0's half-year begins."""
+    logits = np.log(np.full((2, 101), 1e-12))
+    logits[0, 0] = 0.0
+    logits[1, 100] = 0.0
+    lo, hi = calibration.central_interval(logits, 0.9)
+    assert lo[0] == 0.0 and hi[0] == pytest.approx(0.45, abs=1e-6)
+    assert lo[1] == pytest.approx(99.55, abs=1e-6) and hi[1] == 100.0
+
+
 def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="temperature"):
         calibration.coverage(np.zeros((2, 5)), np.zeros(2), temperature=0)

@@ -50,8 +50,10 @@ def test_wheel_installs_the_packages_and_their_presets(installed):
     site, work, env = installed
     code = (
         "import json, agezoo.cli, common, common.config as c, torch_impl, tf_impl, weights\n"
+        "released = [str(weights.RELEASED_DIR / card['weights_file'])\n"
+        "            for card in weights.released_cards().values()]\n"
         "print(json.dumps({'common': common.__file__, 'presets': c.training_presets(),\n"
-        "                  'configs': str(c.CONFIG_DIR)}))\n"
+        "                  'configs': str(c.CONFIG_DIR), 'released': released}))\n"
     )
     out = json.loads(_run([sys.executable, "-c", code], work, env).stdout.splitlines()[-1])
     assert out["common"].startswith(str(site)), "the checkout ran, not the wheel"
@@ -62,6 +64,29 @@ def test_wheel_installs_the_packages_and_their_presets(installed):
     assert not (site / "benchmarks").exists(), "benchmarks/ runs from the checkout only"
     help_text = _run([str(site / "bin" / "agezoo"), "predict", "--help"], work, env).stdout
     assert "--model" in help_text and "--onnx" in help_text
+    assert out["released"], "the wheel carries no released model"
+    for path in out["released"]:
+        assert path.startswith(str(site)) and Path(path).is_file()
+
+
+@pytest.mark.slow
+def test_the_installed_wheel_predicts_with_its_released_model(installed):
+    """Right after install: no model named, no data, an empty cache, the default model."""
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+    from PIL import Image
+
+    from common.synthetic import make_synthetic
+
+    site, work, env = installed
+    Image.fromarray(make_synthetic(1, 1, size=112, seed=2).images[0]).save(work / "face.png")
+    env = {k: v for k, v in env.items() if k not in ("AGEZOO_WEIGHTS_DIR", "AGEZOO_AAF_DIR")}
+    args = [str(site / "bin" / "agezoo"), "predict", "face.png", "--fallback-center", "--json"]
+    result = json.loads(_run(args, work, env).stdout)
+    assert result["model"]["framework"] == "onnx"
+    assert result["model"]["source"].startswith(str(site))
+    (face,) = result["faces"]
+    assert np.isfinite(face["age"]) and face["std"] > 0
 
 
 @pytest.mark.slow
