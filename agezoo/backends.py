@@ -83,12 +83,21 @@ def backend_for_file(path: str | Path) -> Backend | None:
     return next((b for b in BACKENDS.values() if suffix in b.suffixes), None)
 
 
-def load_predictor(ref: str | Path | None = None, device: str = "auto") -> Predictor:
+def load_predictor(
+    ref: str | Path | list[str | Path] | None = None, device: str = "auto"
+) -> Predictor:
     """A predictor for a run folder, a model file (``.pt``, ``.keras``, ``.onnx``) or a name.
 
     Run folders hold ``best.pt`` (PyTorch) or ``model.keras`` (Keras). A name is looked up among
-    the trained age models of the weights registry; ``None`` takes the registry's default.
+    the trained age models of the weights registry; ``None`` takes the registry's default. A
+    list of several references is their ensemble (``common.ensemble``).
     """
+    if isinstance(ref, (list, tuple)):
+        if len(ref) == 1:
+            return load_predictor(ref[0], device)
+        from common.ensemble import ensemble
+
+        return ensemble([load_predictor(r, device) for r in ref])
     if ref is None:
         ref = _default_model_name()
     path = Path(ref)

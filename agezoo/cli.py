@@ -31,8 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         "-m",
+        action="append",
         help="run folder (best.pt / model.keras), model file (.pt, .keras, .onnx) or registered "
-        "age model name; default: the released model in weights/released/ (ONNX)",
+        "age model name; default: the released model in weights/released/ (ONNX). Given several "
+        "times: their ensemble (the models' age distributions averaged)",
     )
     parser.add_argument("--onnx", help="an exported .onnx model (runs on onnxruntime alone)")
     out = parser.add_mutually_exclusive_group()
@@ -103,6 +105,8 @@ def predict_main(argv: list[str] | None = None) -> int:
         print(as_csv(result), end="")
     elif result.faces:
         print(as_table(result))
+        if predictor.card.members > 1:
+            print(f"(the mean of {predictor.card.members} models: {predictor.card.arch})")
     if args.annotate:
         written = annotate(result, args.annotate)
         print(f"annotated {len(written)} photos in {args.annotate}", file=sys.stderr)

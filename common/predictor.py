@@ -47,6 +47,7 @@ class ModelCard:
     calibration: dict | None = None
     preprocess: str = ""  # the training cache key
     source: str = ""  # the run folder or file it came from
+    members: int = 1  # models whose distributions are averaged (common.ensemble)
 
     @property
     def spec(self) -> AlignSpec:

@@ -121,3 +121,55 @@ def test_a_video_gives_rows_for_the_frames_asked_for(tmp_path, run, capsys):
     assert predict_main([*args]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:3] == ["file", "frame", "time"] and len(table) == 5
+
+
+def _second_run(tmp_path, size=SIZE, seed=1):
+    folder = tmp_path / f"run-{size}-{seed}"
+    folder.mkdir()
+    cfg = Config(
+        data=DataConfig(size=size, detector="haar"),
+        model=ModelConfig(name="mobilenet_v2", weights="none"),
+        loss=LossConfig(name="mean_variance"),
+    )
+    state = {
+        "model": varied_age_model(size, seed=seed).state_dict(),
+        "config": to_dict(cfg),
+        "calibration": {"temperature": 1.5},
+    }
+    torch.save(state, folder / "best.pt")
+    return folder
+
+
+def test_ensemble_age_is_the_mean_of_its_members_expectations(run, tmp_path, capsys):
+    from agezoo.backends import load_predictor
+    from common.calibration import softmax
+
+    other = _second_run(tmp_path)
+    members = [load_predictor(run), load_predictor(other)]
+    both = load_predictor([run, other])
+    faces = make_synthetic(5, 1, size=SIZE, seed=11).images
+    for p in (*members, both):
+        p.flip = False
+    ages = np.arange(101)
+    mean_p = np.mean([softmax(m.outputs(faces).astype(np.float64)) for m in members], axis=0)
+    got = both.estimate(faces)
+    np.testing.assert_allclose(got["age"], mean_p @ ages, atol=1e-4)
+    np.testing.assert_allclose(
+        got["age"], np.mean([m.estimate(faces)["age"] for m in members], axis=0), atol=1e-4
+    )
+    assert both.card.members == 2 and both.card.temperature == pytest.approx(1.25)
+    assert (got["low"] <= got["age"]).all() and (got["age"] <= got["high"]).all()
+
+    Image.fromarray(faces[0]).resize((96, 96)).save(tmp_path / "face.png")
+    args = [str(tmp_path / "face.png"), "--fallback-center", "--model", str(run)]
+    assert predict_main([*args, "--model", str(other), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"]["members"] == 2
+    assert predict_main([*args, "--model", str(other)]) == 0
+    assert "the mean of 2 models" in capsys.readouterr().out
+
+
+def test_ensemble_refuses_members_that_crop_differently(run, tmp_path):
+    from agezoo.backends import load_predictor
+
+    with pytest.raises(ValueError, match="must crop alike"):
+        load_predictor([run, _second_run(tmp_path, size=32)])
