@@ -25,7 +25,7 @@ from common.losses import decode_outputs, loss_spec, num_outputs
 
 STAGES = ("decode", "detect", "align", "infer")
 BATCH = 64  # faces per forward call
-CHUNK = 64  # photos aligned before their faces go through the model, while the next are found
+CHUNK = 256  # photos aligned before their faces go through the model
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -175,42 +175,32 @@ class Predictor:
 
         result = PredictResult(images=0)
         bar = tqdm(desc="images", unit="img", disable=not progress)
-        job = lambda s: self._faces_of(s, every_face, fallback_center)  # noqa: E731
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            pending = None
             for chunk in _chunks(stills(items, video_every), CHUNK):  # bounded memory
                 todo = [s for s in chunk if isinstance(s, Still)]
-                unread = [f for f in chunk if isinstance(f, Failure)]
+                result.failures += [f for f in chunk if isinstance(f, Failure)]
                 result.images += len(todo)
-                # The pool finds this chunk's faces while the model ages the previous one.
-                submitted = (todo, unread, [pool.submit(job, s) for s in todo])
-                if pending:
-                    self._finish(pending, result, bar)
-                pending = submitted
-            if pending:
-                self._finish(pending, result, bar)
+                crops, meta = [], []
+                jobs = pool.map(lambda s: (s, self._faces_of(s, every_face, fallback_center)), todo)
+                for still, (faces, error, seconds) in jobs:
+                    bar.update()
+                    for stage, dt in seconds.items():  # summed here, in one thread
+                        result.timings[stage] += dt
+                    if error:
+                        where = (
+                            still.file
+                            if still.frame is None
+                            else f"{still.file} frame {still.frame}"
+                        )
+                        result.failures.append(Failure(where, error))
+                        continue
+                    for k, (crop, box, method) in enumerate(faces):
+                        crops.append(crop)
+                        meta.append((still, k, box, method))
+                if crops:
+                    self._infer(np.stack(crops), meta, result)
         bar.close()
         return result
-
-    def _finish(self, chunk, result: PredictResult, bar) -> None:
-        """Collects one chunk's aligned faces (in input order) and puts them through the model."""
-        todo, unread, futures = chunk
-        result.failures += unread
-        crops, meta = [], []
-        for still, future in zip(todo, futures, strict=True):
-            faces, error, seconds = future.result()
-            bar.update()
-            for stage, dt in seconds.items():  # summed here, in one thread
-                result.timings[stage] += dt
-            if error:
-                where = still.file if still.frame is None else f"{still.file} frame {still.frame}"
-                result.failures.append(Failure(where, error))
-                continue
-            for k, (crop, box, method) in enumerate(faces):
-                crops.append(crop)
-                meta.append((still, k, box, method))
-        if crops:
-            self._infer(np.stack(crops), meta, result)
 
     def _infer(self, crops: np.ndarray, meta: list, result: PredictResult) -> None:
         t0 = time.perf_counter()

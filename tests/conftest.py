@@ -50,3 +50,40 @@ def varied_age_model(size: int, seed: int = 0, sharp: float = 20.0):
             model.train()(to_input(faces, model.entry.mean, model.entry.std, size))
         model.head.weight.mul_(sharp)
     return model.eval()
+
+
+TINY_KERAS = "tiny_cnn"
+
+
+def register_tiny_keras_model() -> str:
+    """A three-convolution Keras backbone for the tests of the training loop's mechanics
+    (resume, run folders, losses, CLI), where MobileNetV2's one-minute graph tracing per fit
+    tests nothing more; registered once per process, under :data:`TINY_KERAS`."""
+    import keras
+    from keras import layers
+
+    import weights as weight_registry
+    from tf_impl import models
+
+    def build(size: int, _weights) -> keras.Model:
+        inputs = keras.Input((size, size, 3))
+        x = inputs
+        for width in (16, 32, 64):
+            x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.ReLU()(x)
+        return keras.Model(inputs, layers.GlobalAveragePooling2D()(x), name="tiny_cnn")
+
+    if TINY_KERAS not in models.REGISTRY:
+        models.register(
+            models.ModelEntry(
+                TINY_KERAS,
+                build,
+                64,
+                16,
+                weight_registry.IMAGENET_MEAN,
+                weight_registry.IMAGENET_STD,
+                keras_imagenet=False,
+            )
+        )
+    return TINY_KERAS

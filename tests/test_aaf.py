@@ -203,41 +203,48 @@ def test_pretrain_publishes_weights_that_aaf_loads(framework, fake_aaf, tmp_path
     monkeypatch.setenv("AGEZOO_WEIGHTS_DIR", str(tmp_path / "no-weights"))
     if framework == "torch":
         from torch_impl.models import create_model
+
+        arch = "mobilenet_v2"
     else:
+        from conftest import register_tiny_keras_model
+
         from tf_impl.models import create_model
+
+        arch = register_tiny_keras_model()  # the publish path, not MobileNetV2's tracing time
     with pytest.raises(weights.WeightsUnavailableError, match="make pretrain FRAMEWORK="):
-        create_model("mobilenet_v2", 101, "aaf", 32)
+        create_model(arch, 101, "aaf", 32)
     run = tmp_path / "run"
     args = ["data.size=32", "optim.epochs=1", "model.weights=none", "data.detector=haar"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         code = pretrain.main(
-            ["--framework", framework, "--run-dir", str(run), *args, "tensorboard=false"]
+            ["--framework", framework, "--model", arch, "--run-dir", str(run), *args]
+            + ["tensorboard=false"]
         )
     assert code == 0
-    (card_file,) = weights.trained_weights_dir().glob(f"aaf-{framework}-mobilenet_v2-*.card.json")
+    (card_file,) = weights.trained_weights_dir().glob(f"aaf-{framework}-{arch}-*.card.json")
     card = json.loads(card_file.read_text())
     assert card["people"] == {"train": 4, "val": 1, "test": 1}
     assert card_file.with_name(card_file.name.replace(".json", ".md")).is_file()
     assert np.isfinite(card["val_mae"]) and card["initialised_from"] == "scratch"
 
-    model = create_model("mobilenet_v2", 101, "aaf", 32)
+    model = create_model(arch, 101, "aaf", 32)
     assert model.pretrained
     if framework == "torch":
         import torch
 
         saved = torch.load(card_file.parent / card["weights_file"], weights_only=True)
         assert torch.equal(model.head.weight, saved["head.weight"])
-        l2 = create_model("mobilenet_v2", 1, "aaf", 32)  # backbone from AAF, fresh 1-output head
+        l2 = create_model(arch, 1, "aaf", 32)  # backbone from AAF, fresh 1-output head
         assert torch.equal(l2.backbone.features[0][0].weight, model.backbone.features[0][0].weight)
     else:
         from tf_impl.models import backbone_of
 
-        reference = create_model("mobilenet_v2", 101, "none", 32)
+        reference = create_model(arch, 101, "none", 32)
         reference.load_weights(run / "best.weights.h5")
         for ours, theirs in zip(model.get_weights(), reference.get_weights(), strict=True):
             np.testing.assert_array_equal(ours, theirs)
-        l2 = create_model("mobilenet_v2", 1, "aaf", 32)
+        l2 = create_model(arch, 1, "aaf", 32)
         for ours, theirs in zip(
             backbone_of(l2).get_weights(), backbone_of(model).get_weights(), strict=True
         ):
@@ -245,7 +252,7 @@ def test_pretrain_publishes_weights_that_aaf_loads(framework, fake_aaf, tmp_path
     with open(card_file.parent / card["weights_file"], "ab") as fh:
         fh.write(b"tampered")
     with pytest.raises(ValueError, match="does not match"):
-        create_model("mobilenet_v2", 101, "aaf", 32)
+        create_model(arch, 101, "aaf", 32)
 
 
 @pytest.mark.slow
