@@ -55,10 +55,12 @@ def varied_age_model(size: int, seed: int = 0, sharp: float = 20.0):
 TINY_KERAS = "tiny_cnn"
 
 
-def register_tiny_keras_model() -> str:
+def tiny_keras_entry():
     """A three-convolution Keras backbone for the tests of the training loop's mechanics
     (resume, run folders, losses, CLI), where MobileNetV2's one-minute graph tracing per fit
-    tests nothing more; registered once per process, under :data:`TINY_KERAS`."""
+    tests nothing more. Tests put it into ``tf_impl.models.REGISTRY`` under :data:`TINY_KERAS`
+    for their own duration only (``monkeypatch.setitem``), so the registry's real names stay
+    what other tests see."""
     import keras
     from keras import layers
 
@@ -74,16 +76,12 @@ def register_tiny_keras_model() -> str:
             x = layers.ReLU()(x)
         return keras.Model(inputs, layers.GlobalAveragePooling2D()(x), name="tiny_cnn")
 
-    if TINY_KERAS not in models.REGISTRY:
-        models.register(
-            models.ModelEntry(
-                TINY_KERAS,
-                build,
-                64,
-                16,
-                weight_registry.IMAGENET_MEAN,
-                weight_registry.IMAGENET_STD,
-                keras_imagenet=False,
-            )
-        )
-    return TINY_KERAS
+    return models.ModelEntry(
+        TINY_KERAS,
+        build,
+        64,
+        16,
+        weight_registry.IMAGENET_MEAN,
+        weight_registry.IMAGENET_STD,
+        keras_imagenet=False,
+    )

@@ -206,11 +206,13 @@ def test_pretrain_publishes_weights_that_aaf_loads(framework, fake_aaf, tmp_path
 
         arch = "mobilenet_v2"
     else:
-        from conftest import register_tiny_keras_model
+        from conftest import TINY_KERAS, tiny_keras_entry
 
+        from tf_impl import models
         from tf_impl.models import create_model
 
-        arch = register_tiny_keras_model()  # the publish path, not MobileNetV2's tracing time
+        arch = TINY_KERAS  # the publish path, not MobileNetV2's tracing time
+        monkeypatch.setitem(models.REGISTRY, arch, tiny_keras_entry())
     with pytest.raises(weights.WeightsUnavailableError, match="make pretrain FRAMEWORK="):
         create_model(arch, 101, "aaf", 32)
     run = tmp_path / "run"

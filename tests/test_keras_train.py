@@ -6,7 +6,7 @@ import pytest
 keras = pytest.importorskip("keras")
 pytest.importorskip("tensorflow")
 
-from conftest import register_tiny_keras_model  # noqa: E402
+from conftest import TINY_KERAS, tiny_keras_entry  # noqa: E402
 
 from common.config import load_config, save_config  # noqa: E402
 from common.prepare import build_folds, load_faces  # noqa: E402
@@ -16,7 +16,7 @@ from tf_impl import train  # noqa: E402
 
 # The loop's mechanics on a three-convolution network; learning itself on MobileNetV2.
 TINY = [
-    f"model.name={register_tiny_keras_model()}",
+    f"model.name={TINY_KERAS}",
     "model.weights=none",
     "data.dataset=synthetic",
     "data.size=48",
@@ -26,6 +26,16 @@ TINY = [
     "data.synthetic_persons=60",
     "data.synthetic_images_per_person=8",
 ]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _tiny_model():
+    """The three-convolution network in the model registry while this module's tests run."""
+    from tf_impl import models
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(models.REGISTRY, TINY_KERAS, tiny_keras_entry())
+        yield
 
 
 def _setup(*overrides):
@@ -145,7 +155,7 @@ def test_short_real_fgnet_run(fgnet_dir, tmp_path):
     code = train.main(
         [
             "quick",
-            f"model.name={register_tiny_keras_model()}",
+            f"model.name={TINY_KERAS}",
             "model.weights=none",
             "data.size=48",
             "optim.epochs=1",
