@@ -61,6 +61,42 @@ def _train(framework: str, argv: list[str]) -> int:
     return backend(framework).module("train").main(argv)
 
 
+def read_run(run_dir: Path) -> tuple[dict, dict]:
+    """A finished run's (metrics, resolved config)."""
+    metrics = json.loads((run_dir / results.METRICS).read_text())
+    return metrics, to_dict(load_config(str(run_dir / results.CONFIG)))
+
+
+def run_card(run_dir: Path, metrics: dict, cfg: dict) -> dict:
+    """The card fields every published model shares: what it is, how it was trained and
+    scored (``publish`` and ``agezoo.release`` add where its file is and what it is for)."""
+    folds = json.loads((run_dir / results.FOLDS).read_text())["folds"][cfg["fold"]]
+    size = cfg["data"]["size"]
+    return {
+        "arch": cfg["model"]["name"],
+        "input_size": cfg["model"]["input_size"] or size,
+        "crop": {
+            "size": size,
+            "margin": cfg["data"]["margin"],
+            "detector": cfg["data"]["detector"],
+        },
+        "loss": cfg["loss"]["name"],
+        "num_classes": cfg["data"]["num_classes"],
+        "people": {part: len(folds[part]) for part in ("train", "val", "test")},
+        "preprocess": metrics["preprocess"],
+        "fold_hash": metrics["fold_hash"],
+        "val_mae": metrics["best_val_mae"],
+        "test_mae": metrics.get("test_mae"),
+        "test_mae_by_decade": metrics.get("test", {}).get("mae_by_decade"),
+        "calibration": metrics.get("calibration"),
+        "epochs": metrics["epochs_run"],
+        "best_epoch": metrics["best_epoch"] + 1,
+        "train_minutes": round(metrics["train_seconds"] / 60, 1),
+        "versions": metrics["versions"],
+        "device": metrics["device"],
+    }
+
+
 def publish(run_dir: str | Path, framework: str, dest: str | Path, kind: str = "aaf") -> dict:
     """Copies a finished run's best model into ``dest`` with its card; returns the card.
 
@@ -68,9 +104,7 @@ def publish(run_dir: str | Path, framework: str, dest: str | Path, kind: str = "
     ``general``: a predict-ready model (the ``best.pt`` checkpoint / ``model.keras``).
     """
     run_dir, dest = Path(run_dir), Path(dest)
-    metrics = json.loads((run_dir / results.METRICS).read_text())
-    cfg = to_dict(load_config(str(run_dir / results.CONFIG)))
-    folds = json.loads((run_dir / results.FOLDS).read_text())["folds"][cfg["fold"]]
+    metrics, cfg = read_run(run_dir)
     arch, size = cfg["model"]["name"], cfg["data"]["size"]
     dest.mkdir(parents=True, exist_ok=True)
     tmp = dest / f".{kind}-{framework}-{arch}.tmp"
@@ -100,36 +134,15 @@ def publish(run_dir: str | Path, framework: str, dest: str | Path, kind: str = "
         preprocess=metrics["preprocess"],
         source=str(run_dir),
     )
-    test = metrics.get("test", {})
     card = {
         **asdict(predict_card),
+        **run_card(run_dir, metrics, cfg),
         "name": f"{framework}/{arch}/{kind}",
         "framework": framework,
-        "arch": arch,
-        "input_size": cfg["model"]["input_size"] or size,
-        "crop": {
-            "size": size,
-            "margin": cfg["data"]["margin"],
-            "detector": cfg["data"]["detector"],
-        },
-        "loss": cfg["loss"]["name"],
-        "num_classes": cfg["data"]["num_classes"],
         "data": DATA[kind],
-        "people": {part: len(folds[part]) for part in ("train", "val", "test")},
-        "preprocess": metrics["preprocess"],
-        "fold_hash": metrics["fold_hash"],
         "initialised_from": _initialised_from(cfg["model"]["weights"], metrics["pretrained"]),
-        "val_mae": metrics["best_val_mae"],
-        "test_mae": metrics.get("test_mae"),
-        "test_mae_by_decade": test.get("mae_by_decade"),
-        "calibration": metrics.get("calibration"),
-        "epochs": metrics["epochs_run"],
-        "best_epoch": metrics["best_epoch"] + 1,
-        "train_minutes": round(metrics["train_seconds"] / 60, 1),
         "train_images_per_s": metrics.get("train_images_per_s"),
-        "versions": metrics["versions"],
         "machine": metrics.get("machine", platform.platform()),
-        "device": metrics["device"],
         "run_dir": str(run_dir),
         "weights_file": weights_file.name,
         "sha256": sha,

@@ -21,9 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from agezoo.pretrain import DATA
+from agezoo.pretrain import DATA, read_run, run_card
 from common import results
-from common.config import load_config, to_dict
 from common.results import atomic_write_json, atomic_write_text
 
 RELEASE_BUDGET_MB = 25.0  # all released files together
@@ -47,8 +46,7 @@ def release(run_dir: str | Path, dest: str | Path | None = None, default: bool =
     from torch_impl.export import export_onnx
 
     run_dir, dest = Path(run_dir), Path(dest or released_dir())
-    metrics = json.loads((run_dir / results.METRICS).read_text())
-    cfg = to_dict(load_config(str(run_dir / results.CONFIG)))
+    metrics, cfg = read_run(run_dir)
     arch, size = cfg["model"]["name"], cfg["data"]["size"]
     dest.mkdir(parents=True, exist_ok=True)
     tmp = dest / f".release-{arch}.onnx"
@@ -66,40 +64,18 @@ def release(run_dir: str | Path, dest: str | Path | None = None, default: bool =
             f"the released files would hold {total:.1f} MB (> {RELEASE_BUDGET_MB:g} MB); "
             "remove an older release first"
         )
-    folds = json.loads((run_dir / results.FOLDS).read_text())["folds"][cfg["fold"]]
-    test = metrics.get("test", {})
     card = {
+        **run_card(run_dir, metrics, cfg),
         "name": f"onnx/{arch}/release",
         "default": default,
         "framework": "onnx",
         "trained_in": metrics["framework"],
-        "arch": arch,
-        "input_size": cfg["model"]["input_size"] or size,
-        "crop": {
-            "size": size,
-            "margin": cfg["data"]["margin"],
-            "detector": cfg["data"]["detector"],
-        },
-        "loss": cfg["loss"]["name"],
-        "num_classes": cfg["data"]["num_classes"],
         "data": DATA["release"],
         "terms": TERMS,
         "never_score_on": "FG-NET (it has seen every person), All-Age-Faces' train.txt people "
         "and APPA's train split",
-        "people": {part: len(folds[part]) for part in ("train", "val", "test")},
         "initialised_from": "AAF-pretrained MobileNetV2 (make pretrain), itself from ImageNet",
-        "val_mae": metrics["best_val_mae"],
-        "test_mae": metrics.get("test_mae"),
-        "test_mae_by_decade": test.get("mae_by_decade"),
-        "calibration": metrics.get("calibration"),
         "temperature": (metrics.get("calibration") or {}).get("temperature", 1.0),
-        "epochs": metrics["epochs_run"],
-        "best_epoch": metrics["best_epoch"] + 1,
-        "train_minutes": round(metrics["train_seconds"] / 60, 1),
-        "device": metrics["device"],
-        "versions": metrics["versions"],
-        "fold_hash": metrics["fold_hash"],
-        "preprocess": metrics["preprocess"],
         "weights_file": onnx_file.name,
         "megabytes": round(onnx_file.stat().st_size / 1e6, 2),
         "export_logit_gap": report["logit_gap"],

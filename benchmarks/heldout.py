@@ -25,6 +25,7 @@ import hashlib
 import json
 import platform
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -60,9 +61,7 @@ def score_set(predictor, records, peer_python: Path | None) -> dict:
     std = np.array([ours[p].std for p in files])
     low = np.array([ours[p].low for p in files])
     high = np.array([ours[p].high for p in files])
-    methods: dict[str, int] = {}
-    for p in files:
-        methods[ours[p].method] = methods.get(ours[p].method, 0) + 1
+    methods = dict(Counter(ours[p].method for p in files))
     entry = {
         "photos": len(paths),
         "agezoo": {

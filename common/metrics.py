@@ -33,15 +33,21 @@ def cs_curve(pred: np.ndarray, true: np.ndarray, thresholds=CS_THRESHOLDS) -> di
     return {int(t): float((err <= t).mean()) for t in thresholds}
 
 
-def mae_by_decade(pred: np.ndarray, true: np.ndarray) -> dict[str, tuple[float, int]]:
-    """MAE per decade of the true age, as ``{"0-9": (mae, count), ...}``; empty decades omitted."""
+def mae_by_decade(
+    pred: np.ndarray, true: np.ndarray, last: int | None = None
+) -> dict[str, tuple[float, int]]:
+    """MAE per decade of the true age, as ``{"0-9": (mae, count), ...}``; empty decades omitted.
+    With ``last`` (a multiple of 10), ages from ``last`` on form one band, ``"70+"``."""
     err = _errors(pred, true)
     true = np.asarray(true, dtype=np.float64).reshape(-1)
     decade = (np.floor(true) // 10).astype(int)
+    if last is not None:
+        decade = np.minimum(decade, last // 10)
     out = {}
     for d in np.unique(decade):
         sel = decade == d
-        out[f"{10 * d}-{10 * d + 9}"] = (float(err[sel].mean()), int(sel.sum()))
+        name = f"{last}+" if last is not None and 10 * d == last else f"{10 * d}-{10 * d + 9}"
+        out[name] = (float(err[sel].mean()), int(sel.sum()))
     return out
 
 
@@ -52,15 +58,7 @@ def mae_by_band(pred: np.ndarray, true: np.ndarray, last: int = 70) -> dict[str,
         >>> mae_by_band(np.array([5.0, 30.0, 80.0]), np.array([3, 33, 91]))
         {'0-9': (2.0, 1), '30-39': (3.0, 1), '70+': (11.0, 1)}
     """
-    true = np.asarray(true, dtype=np.float64).reshape(-1)
-    err = _errors(pred, true)
-    band = np.minimum((np.floor(true) // 10).astype(int), last // 10)
-    out = {}
-    for d in np.unique(band):
-        sel = band == d
-        name = f"{last}+" if 10 * d == last else f"{10 * d}-{10 * d + 9}"
-        out[name] = (float(err[sel].mean()), int(sel.sum()))
-    return out
+    return mae_by_decade(pred, true, last)
 
 
 def band_mean(by_band: dict[str, tuple[float, int]]) -> float:
