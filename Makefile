@@ -67,12 +67,18 @@ pretrain: setup
 model: setup
 	$(PY) -m agezoo.pretrain --kind general --framework $(FRAMEWORK) $(ARGS)
 
-# make release: the zoo's released model, agezoo predict's default (weights/released/): trained
-# on AAF + APPA + FG-NET detector crops from the AAF-pretrained weights (make pretrain), then
-# exported to ONNX with its card. Needs AGEZOO_AAF_DIR, AGEZOO_APPA_DIR and AGEZOO_FGNET_DIR.
+# make release: the zoo's released models (weights/released/): one per framework, trained on
+# AAF + APPA + FG-NET detector crops from the PyTorch AAF-pretrained weights (make pretrain),
+# each exported to ONNX with its card, then the two registered as one ensemble, agezoo
+# predict's default when it beats both on validation. Needs AGEZOO_AAF_DIR, AGEZOO_APPA_DIR
+# and AGEZOO_FGNET_DIR.
+RELEASE_RUNS = runs/release-torch-mobilenet_v2 runs/release-keras-mobilenet_v2
 release: setup
 	$(PY) -m agezoo.pretrain --kind release --framework torch $(ARGS)
 	$(PY) -m agezoo.release runs/release-torch-mobilenet_v2
+	$(PY) -m agezoo.pretrain --kind release --framework keras model.weights=aaf-torch $(ARGS)
+	$(PY) -m agezoo.release runs/release-keras-mobilenet_v2 --no-default
+	$(PY) -m agezoo.release --ensemble $(RELEASE_RUNS)
 
 # The GPU check (benchmarks/gpu_check.sh) needs what the GPU machine's image lacks: Keras and
 # FG-NET, put into the git-ignored gpu-bundle/ (run the check there with OUT=... bash ...).

@@ -89,8 +89,9 @@ def load_predictor(
     """A predictor for a run folder, a model file (``.pt``, ``.keras``, ``.onnx``) or a name.
 
     Run folders hold ``best.pt`` (PyTorch) or ``model.keras`` (Keras). A name is looked up among
-    the trained age models of the weights registry; ``None`` takes the registry's default. A
-    list of several references is their ensemble (``common.ensemble``).
+    the trained age models of the weights registry (a released ensemble's name loads its
+    members with its fitted temperature); ``None`` takes the registry's default. A list of
+    several references is their ensemble (``common.ensemble``).
     """
     if isinstance(ref, (list, tuple)):
         if len(ref) == 1:
@@ -100,6 +101,14 @@ def load_predictor(
         return ensemble([load_predictor(r, device) for r in ref])
     if ref is None:
         ref = _default_model_name()
+    import weights
+
+    if isinstance(ref, str) and ref in weights.ENSEMBLES:
+        from common.ensemble import ensemble
+
+        card = weights.ENSEMBLES[ref]
+        members = [load_predictor(m, device) for m in card["members"]]
+        return ensemble(members, temperature=card["temperature"])
     path = Path(ref)
     if path.is_dir():
         found = backend_of_run(path)

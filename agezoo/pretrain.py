@@ -140,7 +140,7 @@ def publish(run_dir: str | Path, framework: str, dest: str | Path, kind: str = "
         "name": f"{framework}/{arch}/{kind}",
         "framework": framework,
         "data": DATA[kind],
-        "initialised_from": _initialised_from(cfg["model"]["weights"], metrics["pretrained"]),
+        "initialised_from": initialised_from(cfg["model"]["weights"], metrics["pretrained"]),
         "train_images_per_s": metrics.get("train_images_per_s"),
         "machine": metrics.get("machine", platform.platform()),
         "run_dir": str(run_dir),
@@ -154,7 +154,7 @@ def publish(run_dir: str | Path, framework: str, dest: str | Path, kind: str = "
     return card
 
 
-def _initialised_from(weights: str, pretrained: bool) -> str:
+def initialised_from(weights: str, pretrained: bool) -> str:
     if not pretrained:
         return "scratch"
     return {"aaf": "AAF-pretrained weights", "imagenet": "ImageNet", "auto": "ImageNet"}.get(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import platform
 import time
 from collections import Counter
@@ -30,10 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+import weights
 from agezoo.backends import load_predictor
 from benchmarks.detector_accuracy import held_out
 from benchmarks.peer import PEER, PEER_PYTHON, run_peer
 from common import metrics
+from common.results import atomic_write_json
 
 OUT = Path(__file__).parent / "results" / "heldout.json"
 
@@ -73,7 +76,7 @@ def score_set(predictor, records, peer_python: Path | None) -> dict:
             "photos_per_s": round(len(paths) / seconds, 2),
         },
     }
-    peer = run_peer([Path(p) for p in paths], peer_python)
+    peer = cached_peer(paths, peer_python)
     if "skipped" in peer:
         entry["peer"] = peer
         return entry
@@ -94,7 +97,34 @@ def score_set(predictor, records, peer_python: Path | None) -> dict:
     return entry
 
 
-def model_sha256(predictor) -> str | None:
+def cached_peer(paths: list[str], peer_python: Path | None) -> dict:
+    """The peer's ages of these photos, kept in the cache (``peer/``) by the list of files with
+    their sizes and times: the peer is deterministic, and scoring a second model on the same
+    photos need not rerun it."""
+    from common.datasets import default_cache_dir
+
+    stamp = [(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
+    key = hashlib.sha256(json.dumps([PEER, stamp]).encode()).hexdigest()[:16]
+    file = default_cache_dir() / "peer" / f"{key}.json"
+    if file.is_file():
+        try:
+            return json.loads(file.read_text())
+        except ValueError:
+            file.unlink()  # cut short: run the peer again
+    peer = run_peer([Path(p) for p in paths], peer_python)
+    if "skipped" not in peer:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(file, peer)
+    return dict(peer)
+
+
+def model_sha256(name: str | None, predictor) -> str | None:
+    """The identity of the model scored: a released ensemble's card hash (its members' file
+    hashes and temperature), else the hash of the model file."""
+    if name is None:
+        name = weights.default_age_model()
+    if name in weights.ENSEMBLES:
+        return weights.ENSEMBLES[name]["sha256"]
     source = Path(predictor.card.source)
     if not source.is_file():
         return None
@@ -109,12 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer-python", type=Path, default=PEER_PYTHON)
     args = parser.parse_args(argv)
     predictor = load_predictor(args.model)
-    sha = model_sha256(predictor)
+    sha = model_sha256(args.model, predictor)
     out = json.loads(OUT.read_text()) if OUT.is_file() else {"runs": {}}
     for name in args.sets:
         records = held_out(name, args.limit)
         entry = {
-            "model": args.model or "default",
+            "model": args.model or f"default ({weights.default_age_model()})",
             "sha256": sha,
             "set": f"{name} official test" if name == "aaf" else "appa official valid",
             "limit": args.limit,
@@ -125,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         key = f"{(sha or str(args.model))[:12]}/{name}"
         out["runs"][key] = entry
         OUT.parent.mkdir(parents=True, exist_ok=True)
-        OUT.write_text(json.dumps(out, indent=1) + "\n")  # each set kept as soon as it is done
+        atomic_write_json(OUT, out)  # each set kept as soon as it is done
         print(line(name, entry))
     print(f"wrote {OUT}")
     return 0

@@ -29,6 +29,13 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
+def mean_distribution(logits: list[np.ndarray]) -> np.ndarray:
+    """The log of the mean of the members' softmax distributions: (N, K) from M × (N, K)."""
+    logp = np.stack([_log_softmax(z) for z in logits])
+    peak = logp.max(axis=0)  # computed stably
+    return peak + np.log(np.exp(logp - peak).mean(axis=0))
+
+
 def ensemble(members: list[Predictor], temperature: float | None = None) -> Predictor:
     """One predictor over several; ``ValueError`` naming what the members do not share."""
     if len(members) < 2:
@@ -54,9 +61,7 @@ def ensemble(members: list[Predictor], temperature: float | None = None) -> Pred
     forwards = [m.forward for m in members]
 
     def forward(images: np.ndarray) -> np.ndarray:
-        logp = np.stack([_log_softmax(f(images)) for f in forwards])
-        peak = logp.max(axis=0)  # log of the mean probability, computed stably
-        return peak + np.log(np.exp(logp - peak).mean(axis=0))
+        return mean_distribution([f(images) for f in forwards])
 
     card = dataclasses.replace(
         first,

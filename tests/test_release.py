@@ -95,3 +95,107 @@ def test_the_shipped_model_predicts_with_no_data_cache_or_weights(tmp_path, monk
     (face,) = json.loads(capsys.readouterr().out)["faces"]
     assert 0 <= face["age"] <= 100 and face["std"] > 0 and face["low"] <= face["high"]
     assert np.isfinite([face["age"], face["std"]]).all()
+
+
+@pytest.fixture(scope="module")
+def keras_run(finished_run, tmp_path_factory) -> Path:
+    """A Keras run folder on the PyTorch run's config and folds: its ``model.keras`` is a
+    MobileNetV2 with varied BatchNorm statistics and head, so that the port must carry them."""
+    keras = pytest.importorskip("keras")
+    from common import results
+    from tf_impl import models
+    from tf_impl.backbones import backbone_of
+
+    run = tmp_path_factory.mktemp("keras-run")
+    for name in (results.CONFIG, results.FOLDS):
+        (run / name).write_bytes((finished_run / name).read_bytes())
+    metrics = json.loads((finished_run / results.METRICS).read_text())
+    metrics.update(framework="keras", best_val_mae=metrics["best_val_mae"] + 0.5)
+    (run / results.METRICS).write_text(json.dumps(metrics))
+    model = models.create_model("mobilenet_v2", 101, "none", 32)
+    rng = np.random.default_rng(3)
+    for layer in backbone_of(model).layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights(
+                [rng.uniform(0.5, 1.5, g.shape), rng.uniform(-0.2, 0.2, b.shape),
+                 rng.uniform(-0.1, 0.1, m.shape), rng.uniform(0.5, 1.5, v.shape)]
+            )  # fmt: skip
+    head = model.get_layer("age_head")
+    head.set_weights([w + rng.normal(0, 0.05, w.shape) for w in head.get_weights()])
+    model.save(run / results.KERAS_MODEL)
+    return run
+
+
+def test_a_keras_run_releases_through_the_torch_exporter(keras_run, tmp_path):
+    """The ONNX file of a Keras run gives the Keras model's own logits (checked within 1e-4 by
+    the export, and here again on other faces)."""
+    import keras
+
+    from agezoo.release import release
+    from common.onnx_predictor import load_predictor as load_onnx
+
+    dest = tmp_path / "released"
+    card = release(keras_run, dest, default=False)
+    assert card["name"] == "onnx/mobilenet_v2/release-keras" and card["trained_in"] == "keras"
+    assert "--framework keras" in card["command"]
+    faces = make_synthetic(6, 1, size=32, seed=77).images
+    theirs = keras.saving.load_model(keras_run / "model.keras").predict(
+        faces.astype("float32"), verbose=0
+    )
+    onnx = load_onnx(dest / card["weights_file"])
+    onnx.flip = False
+    np.testing.assert_allclose(onnx.outputs(faces), theirs, atol=1e-4 * np.abs(theirs).max())
+
+
+def test_the_released_ensemble_is_fitted_on_validation_and_served_by_name(
+    finished_run, keras_run, tmp_path, monkeypatch
+):
+    from agezoo.release import ENSEMBLE_SUFFIX, release, release_ensemble
+    from common.losses import expected_age, softmax
+
+    dest = tmp_path / "released"
+    with pytest.raises(ValueError, match="not released yet"):
+        release_ensemble([finished_run, keras_run], dest)
+    torch_card = release(finished_run, dest, default=True)
+    keras_card = release(keras_run, dest, default=False)
+    card = release_ensemble([finished_run, keras_run], dest, default=True)
+    assert card["members"] == [torch_card["name"], keras_card["name"]]
+    assert card["val"]["images"] > 0 and 0.25 <= card["temperature"] <= 8
+    assert set(card["val"]["member_mae"]) == set(card["members"])
+    # one default: the ensemble took it from the PyTorch file
+    files = {
+        json.loads(p.read_text())["name"]: json.loads(p.read_text())
+        for p in dest.glob("*.card.json")
+    }
+    assert not any(c["default"] for c in files.values())
+    (ens_file,) = dest.glob("*" + ENSEMBLE_SUFFIX)
+    assert json.loads(ens_file.read_text())["default"]
+    assert (dest / ens_file.name.replace(".json", ".md")).is_file()
+
+    monkeypatch.setattr(weights, "RELEASED_DIR", dest)
+    monkeypatch.setattr(weights, "ENSEMBLES", weights.released_ensembles())
+    for member in files.values():
+        monkeypatch.setitem(weights.ENTRIES, member["name"], weights.released_entry(member))
+    assert weights.default_age_model() == card["name"]
+    both = load_predictor(card["name"])
+    assert both.card.members == 2 and both.card.temperature == card["temperature"]
+    faces = make_synthetic(5, 1, size=32, seed=8).images
+    members = [load_predictor(n) for n in card["members"]]
+    for predictor in (both, *members):
+        predictor.flip = False
+    mean_p = np.mean([softmax(m.outputs(faces)) for m in members], axis=0)
+    got = both.estimate(faces)["age"]
+    # the expectation of the mean distribution is the mean of the members' ages
+    members_age = np.mean([m.estimate(faces)["age"] for m in members], axis=0)
+    np.testing.assert_allclose(got, expected_age(np.log(mean_p)), atol=1e-6)
+    np.testing.assert_allclose(got, members_age, atol=1e-6)
+
+    other = dict(json.loads((finished_run / "metrics.json").read_text()), fold_hash="f" * 64)
+    moved = tmp_path / "other-folds"
+    moved.mkdir()
+    for p in keras_run.iterdir():
+        (moved / p.name).write_bytes(p.read_bytes())
+    (moved / "metrics.json").write_text(json.dumps({**other, "framework": "keras"}))
+    with pytest.raises(ValueError, match="not the release of"):
+        release_ensemble([finished_run, moved], dest)

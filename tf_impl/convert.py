@@ -135,3 +135,42 @@ def port_torch_age_model(state: dict, arch: str, keras_model: keras.Model) -> No
     kernel = state["head.weight"].T
     if kernel.shape == tuple(head.kernel.shape):
         head.set_weights([kernel, state["head.bias"]])
+
+
+def _torch_names(arch: str):
+    """Keras layer name → torch parameter prefix inside the backbone, per architecture."""
+    if arch == "mobilenet_v2":
+        return lambda name: name.replace("_", ".")
+    if arch in ("resnet34", "resnet50"):
+        return _resnet_torch_name
+    raise ValueError(f"no Keras → torch port for {arch}; known: {sorted(PORTS)}")
+
+
+def torch_state_of(keras_model: keras.Model, arch: str) -> dict[str, np.ndarray]:
+    """The reverse of :func:`port_torch_age_model`: a Keras age model's weights as the state
+    dict of the PyTorch age model of the same architecture (numpy arrays, torch's names and
+    layouts), for the application layer to load into ``torch_impl`` and export. Needs no torch.
+    """
+    torch_name = _torch_names(arch)
+    state: dict[str, np.ndarray] = {}
+    for layer in backbone_of(keras_model).layers:
+        if not layer.weights:
+            continue
+        prefix = f"backbone.{torch_name(layer.name)}"
+        values = [np.asarray(w) for w in layer.get_weights()]
+        if isinstance(layer, layers.DepthwiseConv2D):
+            state[f"{prefix}.weight"] = values[0].transpose(2, 3, 0, 1)
+        elif isinstance(layer, layers.Conv2D):
+            state[f"{prefix}.weight"] = values[0].transpose(3, 2, 0, 1)
+        elif isinstance(layer, layers.BatchNormalization):
+            for key, value in zip(
+                ("weight", "bias", "running_mean", "running_var"), values, strict=True
+            ):
+                state[f"{prefix}.{key}"] = value
+            state[f"{prefix}.num_batches_tracked"] = np.zeros((), np.int64)
+        else:
+            raise ValueError(f"no torch counterpart for Keras layer {layer.name}")
+    head = keras_model.get_layer("age_head")
+    kernel, bias = head.get_weights()
+    state["head.weight"], state["head.bias"] = kernel.T, bias
+    return {k: np.ascontiguousarray(v) for k, v in state.items()}

@@ -188,14 +188,32 @@ for _card in released_cards().values():
     register(released_entry(_card))
 
 
+def released_ensembles() -> dict[str, dict]:
+    """The released ensembles' cards (``weights/released/*.ensemble.json``: member names and
+    the temperature fitted for their averaged distribution), by registry name."""
+    import json
+
+    cards = {}
+    for path in sorted(RELEASED_DIR.glob("*.ensemble.json")):
+        card = json.loads(path.read_text())
+        cards[card["name"]] = card
+    return cards
+
+
+ENSEMBLES: dict[str, dict] = released_ensembles()
+
+
 def age_models() -> list[str]:
-    """Names of the trained age models: registered ones and general models trained here."""
-    return sorted({*(n for n, e in ENTRIES.items() if e.task == "age"), *_local_general()})
+    """Names of the trained age models: registered ones, ensembles and general models trained
+    here."""
+    registered = (n for n, e in ENTRIES.items() if e.task == "age")
+    return sorted({*registered, *ENSEMBLES, *_local_general()})
 
 
 def default_age_model() -> str | None:
     """The registered default, else the newest general model trained here (PyTorch first)."""
-    defaults = [name for name, e in ENTRIES.items() if e.task == "age" and e.default]
+    defaults = [name for name, card in ENSEMBLES.items() if card.get("default")]
+    defaults += [name for name, e in ENTRIES.items() if e.task == "age" and e.default]
     if defaults:
         return defaults[0]
     local = sorted(_local_general(), key=lambda n: (not n.startswith("torch/"), n))
