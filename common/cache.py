@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import time
 import warnings
+import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -181,12 +182,35 @@ def cached_faces(
     key = cache_key(records, spec, tag)
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     entry = root / "arrays" / f"{tag}-{spec.size}px-{key[:16]}"
-    if not (entry / "meta.json").is_file():
-        t0 = time.perf_counter()
-        arrays, info = preprocess(records, spec, workers, progress)
-        info["build_seconds"] = round(time.perf_counter() - t0, 2)
-        _write_entry(entry, arrays, info, key, tag, spec)
+    if (entry / "meta.json").is_file():
+        try:
+            return _read_entry(entry)
+        except CorruptEntryError as exc:  # cut short or damaged on disk: never used, rebuilt
+            warnings.warn(f"{exc}; rebuilding it", DataWarning, stacklevel=2)
+            _discard(entry)
+    t0 = time.perf_counter()
+    arrays, info = preprocess(records, spec, workers, progress)
+    info["build_seconds"] = round(time.perf_counter() - t0, 2)
+    _write_entry(entry, arrays, info, key, tag, spec)
     return _read_entry(entry)
+
+
+class CorruptEntryError(ValueError):
+    """A cache entry whose files do not match what was written: named, then rebuilt."""
+
+
+def _checksum(images: np.ndarray) -> int:
+    return zlib.crc32(memoryview(np.ascontiguousarray(images)).cast("B")) & 0xFFFFFFFF
+
+
+def _discard(entry: Path) -> None:
+    """Moves a bad entry out of the way first (one rename), so that no reader sees it half gone."""
+    aside = entry.with_name(f".corrupt-{entry.name}-{os.getpid()}")
+    try:
+        os.rename(entry, aside)
+    except OSError:
+        return  # another process moved it already
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _write_entry(entry: Path, arrays: FaceArrays, info: dict, key: str, tag: str, spec) -> None:
@@ -200,6 +224,7 @@ def _write_entry(entry: Path, arrays: FaceArrays, info: dict, key: str, tag: str
             "spec": asdict(spec),
             "version": PREPROCESS_VERSION,
             "count": len(arrays),
+            "images_crc32": _checksum(arrays.images),
             "ages": arrays.ages.tolist(),
             "persons": arrays.persons.tolist(),
             "names": arrays.names.tolist(),
@@ -217,10 +242,22 @@ def _write_entry(entry: Path, arrays: FaceArrays, info: dict, key: str, tag: str
 
 
 def _read_entry(entry: Path) -> FaceArrays:
-    meta = json.loads((entry / "meta.json").read_text())
-    images = np.load(entry / "images.npy")
-    if len(images) != meta["count"]:
-        raise ValueError(f"cache entry {entry} is inconsistent; delete it and rerun")
+    """The entry's arrays; :class:`CorruptEntryError` naming the file when any part is
+    unreadable, cut short or changed since it was written (the images' CRC-32)."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise CorruptEntryError(f"cache entry {entry}: meta.json unreadable ({exc})") from exc
+    try:
+        images = np.load(entry / "images.npy")
+    except (OSError, ValueError, EOFError) as exc:
+        raise CorruptEntryError(f"cache entry {entry}: images.npy unreadable ({exc})") from exc
+    if len(images) != meta.get("count"):
+        raise CorruptEntryError(
+            f"cache entry {entry}: {len(images)} images, meta.json says {meta.get('count')}"
+        )
+    if "images_crc32" in meta and _checksum(images) != meta["images_crc32"]:
+        raise CorruptEntryError(f"cache entry {entry}: images.npy changed since it was written")
     return FaceArrays(
         images=images,
         ages=np.array(meta["ages"], np.float32),

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 import textwrap
@@ -46,6 +47,57 @@ def test_build_skip_corrupt_and_reuse(records, tmp_path, monkeypatch):
     np.testing.assert_array_equal(again.images, arrays.images)
     assert again.key == arrays.key
     assert not [p for p in (tmp_path / "c" / "arrays").iterdir() if p.name.startswith(".")]
+
+
+def _cut_images(entry):
+    data = (entry / "images.npy").read_bytes()
+    (entry / "images.npy").write_bytes(data[: len(data) // 2])
+
+
+def _flip_image_byte(entry):
+    data = bytearray((entry / "images.npy").read_bytes())
+    data[-7] ^= 0x40  # a pixel, not the header: only the checksum can see it
+    (entry / "images.npy").write_bytes(bytes(data))
+
+
+def _cut_meta(entry):
+    text = (entry / "meta.json").read_text()
+    (entry / "meta.json").write_text(text[: len(text) // 3])
+
+
+def _drop_count(entry):
+    meta = json.loads((entry / "meta.json").read_text())
+    (entry / "meta.json").write_text(json.dumps({**meta, "count": meta["count"] + 1}))
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (_cut_images, "images.npy unreadable"),
+        (_flip_image_byte, "images.npy changed since it was written"),
+        (_cut_meta, "meta.json unreadable"),
+        (_drop_count, "20 images, meta.json says 21"),
+    ],
+)
+def test_a_damaged_entry_is_named_and_rebuilt_never_read(records, tmp_path, damage, reason):
+    spec = AlignSpec(size=32, detector="haar")
+    good = [r for r in records if r.path.name != "corrupt.jpg"]
+    clean = cached_faces(good, spec, "toy", cache_dir=tmp_path / "c", progress=False)
+    (entry,) = (tmp_path / "c" / "arrays").iterdir()
+    damage(entry)
+    with pytest.warns(DataWarning, match=f"{entry.name}: {reason}.*rebuilding it"):
+        again = cached_faces(good, spec, "toy", cache_dir=tmp_path / "c", progress=False)
+    np.testing.assert_array_equal(again.images, clean.images)
+    assert (entry / "images.npy").read_bytes() == _npy_bytes(clean.images)
+    assert [p.name for p in (tmp_path / "c" / "arrays").iterdir()] == [entry.name]
+
+
+def _npy_bytes(images):
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, images)
+    return buf.getvalue()
 
 
 def test_any_change_changes_the_key(records):
