@@ -26,11 +26,13 @@ from tqdm import tqdm
 
 from common.datasets import DataWarning, Record, default_cache_dir
 from common.faces import (
+    MIN_SIDE,
     AlignSpec,
     align_face,
     eyes_from_landmarks,
     load_rgb,
     resolve_detector,
+    too_small,
     transform_points,
 )
 
@@ -92,9 +94,12 @@ def cache_key(records: list[Record], spec: AlignSpec, tag: str) -> str:
     }
     h.update(json.dumps(params, sort_keys=True).encode())
     for rec in records:
-        h.update(f"\0{rec.path.name}\0{rec.person}\0{rec.age!r}\0".encode())
-        with open(rec.path, "rb") as fh:
-            h.update(hashlib.file_digest(fh, "sha256").digest())
+        h.update(f"\0{rec.path.name}\0{rec.person}\0{rec.age!r}\0".encode(errors="surrogateescape"))
+        try:
+            with open(rec.path, "rb") as fh:
+                h.update(hashlib.file_digest(fh, "sha256").digest())
+        except OSError as exc:  # skipped by the build, named there; readable later = a new key
+            h.update(f"unreadable {exc.errno}".encode())
         if rec.landmarks is not None:
             h.update(np.ascontiguousarray(rec.landmarks, dtype=np.float64).tobytes())
     return h.hexdigest()
@@ -103,7 +108,10 @@ def cache_key(records: list[Record], spec: AlignSpec, tag: str) -> str:
 def _align_one(job: tuple[int, Record, AlignSpec]):
     index, rec, spec = job
     try:
-        face = align_face(load_rgb(rec.path), spec, rec.landmarks)
+        image = load_rgb(rec.path)
+        if min(image.shape[:2]) < MIN_SIDE:
+            return index, None, "", too_small(image), float("nan"), ""
+        face = align_face(image, spec, rec.landmarks)
     except (ValueError, OSError, cv2.error) as exc:
         return index, None, "", str(exc), float("nan"), ""
     residual = float("nan")
@@ -158,9 +166,10 @@ def _collect(result, records, images, ok, methods, residuals, skipped, rejected)
     if why:
         rejected.append({"file": records[index].path.name, "reason": why, "method": method})
     if image is None:
-        name = records[index].path.name
-        warnings.warn(f"{name}: {error}; skipped", DataWarning, stacklevel=4)
-        skipped.append({"file": name, "error": error})
+        path = records[index].path
+        reason = error.removeprefix(f"{path.name}: ")
+        warnings.warn(f"{path}: {reason}; skipped", DataWarning, stacklevel=4)
+        skipped.append({"file": path.name, "error": reason})
         return
     images[index], ok[index], methods[index], residuals[index] = image, True, method, residual
 

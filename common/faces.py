@@ -76,6 +76,17 @@ class AlignedFace:
     rejected: str = ""  # why the landmarks were not used, when they were given but implausible
 
 
+# An image smaller than this a side holds no face worth ageing, and a detector run on it can
+# answer with a face where none is (an 8 px grey square, bordered for the tight-crop retry).
+MIN_SIDE = 16
+
+
+def too_small(image: np.ndarray) -> str:
+    """The reason an image below :data:`MIN_SIDE` is not aged nor trained on."""
+    h, w = image.shape[:2]
+    return f"too small to hold a face ({w}×{h} px; at least {MIN_SIDE} px a side)"
+
+
 def load_rgb(path: str | Path) -> np.ndarray:
     """Reads an image as (H, W, 3) uint8 RGB, honouring EXIF orientation.
 

@@ -8,6 +8,7 @@ failure, never skipped in silence.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -51,6 +52,11 @@ def is_video(path: str | Path) -> bool:
 def _unreadable(path: Path) -> str | None:
     """Why a folder entry cannot be read, or ``None``."""
     if path.is_symlink() and not path.exists():
+        try:
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return f"symbolic link loop (through {os.readlink(path)})"
         return f"dangling symbolic link (to {os.readlink(path)})"
     if path.is_file() and not os.access(path, os.R_OK):
         return "permission denied"

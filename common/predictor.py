@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from common.calibration import INTERVAL, central_interval
-from common.faces import AlignSpec, align_center, align_detection, detect
+from common.faces import MIN_SIDE, AlignSpec, align_center, align_detection, detect, too_small
 from common.inputs import Failure, Still, expand_inputs, stills
 from common.losses import decode_outputs, loss_spec, num_outputs
 
@@ -220,6 +220,8 @@ class Predictor:
         except ValueError as exc:
             return [], _reason(exc, Path(still.file)), {}
         t1 = time.perf_counter()
+        if min(image.shape[:2]) < MIN_SIDE:
+            return [], too_small(image), {}
         try:
             found = detect(image, self.spec.detector, every=every)
         except Exception as exc:  # a detector failure costs this photo, not the whole run

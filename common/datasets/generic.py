@@ -37,7 +37,8 @@ def load_csv(csv_path: str | Path) -> list[Record]:
     """
     csv_path = Path(csv_path)
     records = []
-    with open(csv_path, newline="") as fh:
+    # Paths that are not UTF-8 keep their bytes, as the file system gives names (os.fsdecode)
+    with open(csv_path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames or not {"path", "age"} <= set(reader.fieldnames):
             raise ValueError(f"{csv_path}: header must have columns path,age[,person]")
