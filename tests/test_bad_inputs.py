@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from bad_inputs import make_corpus
 
 import weights
-from bad_inputs import make_corpus
 from common.cache import cached_faces
 from common.datasets import DataWarning, load_csv
 from common.faces import AlignSpec
