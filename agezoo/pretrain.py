@@ -111,7 +111,9 @@ def publish(run_dir: str | Path, framework: str, dest: str | Path, kind: str = "
     if framework == "torch" and kind == "aaf":
         import torch
 
-        state = torch.load(run_dir / results.TORCH_BEST, map_location="cpu", weights_only=False)
+        state = (
+            backend("torch").module("checkpoint").load_checkpoint_file(run_dir / results.TORCH_BEST)
+        )
         torch.save(state["model"], tmp)
         suffix = ".pt"
     elif framework == "torch":

@@ -95,6 +95,7 @@ def release(run_dir: str | Path, dest: str | Path | None = None, default: bool =
     arch, size = cfg["model"]["name"], cfg["data"]["size"]
     name = member_name(framework, arch)
     dest.mkdir(parents=True, exist_ok=True)
+    _sweep(dest)
     tmp = dest / f".release-{framework}-{arch}.onnx"
     report = export_run(run_dir, framework, tmp)
     sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
@@ -143,6 +144,18 @@ def release(run_dir: str | Path, dest: str | Path | None = None, default: bool =
         _clear_defaults(dest)
     write_card(dest, card)
     return card
+
+
+def _sweep(dest: Path) -> None:
+    """Removes what a killed release left: an ONNX file that no card names (the card is
+    written after the file, so a kill between the two leaves the file alone; the registry
+    never serves it, and the release rerun writes it again)."""
+    named = {json.loads(p.read_text())["weights_file"] for p in dest.glob("*.card.json")}
+    for path in dest.glob("*.onnx"):
+        if path.name not in named:
+            path.unlink()
+    for path in dest.glob(".*release-*"):  # the export's temporary files
+        path.unlink()
 
 
 def _clear_defaults(dest: Path) -> None:
@@ -251,6 +264,13 @@ def release_ensemble(
         for c, a, b in zip(cards, plain, mirrored, strict=True)
     }
     ens_mae = round(mae(expected_age(logits), ages), 4)
+    no_flip = {  # one pass per member: the ensemble at the cost of one flipped model
+        "member_mae": {
+            c["name"]: round(mae(expected_age(a), ages), 4)
+            for c, a in zip(cards, plain, strict=True)
+        },
+        "mae": round(mae(expected_age(mean_distribution(plain)), ages), 4),
+    }
     temperature = fit_temperature(logits, ages)
     better = ens_mae < min(member_mae.values())
     default = better if default is None else default
@@ -270,6 +290,7 @@ def release_ensemble(
             "member_mae": member_mae,
             "mae": ens_mae,
             "beats_every_member": better,
+            "without_flip": no_flip,
             "coverage_before": coverage(logits, ages),
             "coverage_after": coverage(logits, ages, temperature),
             "with_flip": True,
@@ -418,8 +439,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--card-only", action="store_true", help="rewrite the cards in weights/released/"
     )
+    parser.add_argument("--dest", type=Path, help="folder to release into (weights/released/)")
     args = parser.parse_args(argv)
-    dest = released_dir()
+    dest = args.dest or released_dir()
     if args.card_only:
         for path in sorted(dest.glob("*.card.json")):
             write_card(dest, json.loads(path.read_text()))

@@ -27,7 +27,7 @@ def load_results(out: Path) -> dict[str, list[dict]]:
     by_cell: dict[str, list[dict]] = defaultdict(list)
     hashes, preps = set(), set()
     for path in sorted((Path(out) / "results").glob("*/*.json")):
-        data = json.loads(path.read_text())
+        data = results.read_checked_json(path)  # a damaged file is named, never averaged in
         hashes.add(data["fold_hash"])
         preps.add(data["preprocess"])
         by_cell[data["cell"]].append(data)

@@ -148,7 +148,7 @@ def run(
     faces, folds, fold_hash = prepare(preset, out)
     folds = folds[:max_folds] if max_folds else folds
     items = shard_items(cells, folds, shard)
-    done = [it for it in items if result_path(out, it[0], it[1].name).is_file()]
+    done = [it for it in items if finished(result_path(out, it[0], it[1].name))]
     todo = [it for it in items if it not in done]
     written = []
     bar = tqdm(
@@ -173,11 +173,25 @@ def run(
             result = _finetune(preset, cell, fold, fold_hash, faces, out, progress)
         result["start_weights"] = starts[cell.id]
         path = result_path(out, cell, fold.name)
-        results.atomic_write_json(path, result)
+        results.write_checked_json(path, result)
         written.append(path)
         bar.update()
     bar.close()
     return written
+
+
+def finished(path: Path) -> bool:
+    """Whether a (cell, fold) result is done: its file exists and reads whole. A damaged one
+    (cut short, a byte changed) is named, set aside as ``NAME.corrupt`` and redone."""
+    if not path.is_file():
+        return False
+    try:
+        results.read_checked_json(path)
+        return True
+    except results.CorruptFileError as exc:
+        print(f"{exc}; redoing it (the file is kept as {path.name}.corrupt)", file=sys.stderr)
+        path.replace(path.with_name(path.name + ".corrupt"))
+        return False
 
 
 def start_weights(cell: Cell) -> str | None:
@@ -197,7 +211,7 @@ def check_start(out: Path, cell_id: str, start: str | None) -> None:
     finished = next(iter(sorted((out / "results" / cell_id).glob("*.json"))), None)
     if finished is None:
         return
-    before = json.loads(finished.read_text()).get("start_weights")
+    before = results.read_checked_json(finished).get("start_weights")
     if before != start:
         raise ValueError(
             f"{cell_id}: its finished folds in {out} started from {before}, the weights at hand "
@@ -234,7 +248,7 @@ def merge(dest: Path, sources: list[Path]) -> int:
             if (src / "preset.json").is_file():
                 shutil.copy(src / "preset.json", dest / "preset.json")
         for path in sorted((src / "results").glob("*/*.json")):
-            data = json.loads(path.read_text())
+            data = results.read_checked_json(path)
             if data.get("fold_hash") != digest:
                 raise ValueError(f"{path}: made on other folds; refusing to merge")
             target = dest / "results" / path.parent.name / path.name
@@ -243,6 +257,14 @@ def merge(dest: Path, sources: list[Path]) -> int:
                 results.atomic_write_bytes(target, path.read_bytes())
                 copied += 1
     return copied
+
+
+def _readable(path: Path) -> bool:
+    try:
+        results.read_checked_json(path)
+        return True
+    except results.CorruptFileError:
+        return False
 
 
 def status(out: Path, shards: int = 1) -> list[dict]:
@@ -255,7 +277,9 @@ def status(out: Path, shards: int = 1) -> list[dict]:
     rows = []
     for i in range(shards):
         mine = shard_items(cells, folds, (i, shards))
-        missing = [f"{c.id} {f.name}" for c, f in mine if not result_path(out, c, f.name).is_file()]
+        missing = [
+            f"{c.id} {f.name}" for c, f in mine if not _readable(result_path(out, c, f.name))
+        ]
         rows.append({"shard": f"{i}/{shards}", "total": len(mine), "missing": missing})
     return rows
 

@@ -35,6 +35,7 @@ from common.faces import (
     too_small,
     transform_points,
 )
+from common.results import CorruptFileError, read_checked_json, write_checked_json
 
 # Bump when the alignment code changes in a way that alters the pixels.
 PREPROCESS_VERSION = 3
@@ -224,7 +225,8 @@ def _discard(entry: Path) -> None:
 
 def _write_entry(entry: Path, arrays: FaceArrays, info: dict, key: str, tag: str, spec) -> None:
     entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}-"))
+    _sweep(entry)
+    tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}-{os.getpid()}-"))
     try:
         np.save(tmp / "images.npy", arrays.images)
         meta = {
@@ -240,23 +242,52 @@ def _write_entry(entry: Path, arrays: FaceArrays, info: dict, key: str, tag: str
             "methods": arrays.methods.tolist(),
             **info,
         }
-        (tmp / "meta.json").write_text(json.dumps(meta))
+        write_checked_json(tmp / "meta.json", meta)
         try:
             os.rename(tmp, entry)
         except OSError:
             if not (entry / "meta.json").is_file():  # not a concurrent build that won the race
                 raise
+    except OSError as exc:
+        if exc.filename is None:  # a full disk names no file
+            free = shutil.disk_usage(entry.parent).free / 1e6
+            raise OSError(
+                exc.errno,
+                f"cannot write cache entry {entry} ({exc.strerror or exc}): {free:.0f} MB free "
+                f"there, the entry needs {arrays.images.nbytes / 1e6:.0f} MB",
+            ) from exc
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sweep(entry: Path) -> None:
+    """Removes what killed builds of this entry left behind: their temporary folders, named
+    with the builder's process id, once that process is gone."""
+    for tmp in entry.parent.glob(f".{entry.name}-*-*"):
+        pid = tmp.name[len(entry.name) + 2 :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _read_entry(entry: Path) -> FaceArrays:
     """The entry's arrays; :class:`CorruptEntryError` naming the file when any part is
     unreadable, cut short or changed since it was written (the images' CRC-32)."""
     try:
-        meta = json.loads((entry / "meta.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise CorruptEntryError(f"cache entry {entry}: meta.json unreadable ({exc})") from exc
+        meta = read_checked_json(entry / "meta.json")
+    except CorruptFileError as exc:
+        why = str(exc).removeprefix(f"{entry / 'meta.json'}: ")
+        raise CorruptEntryError(f"cache entry {entry}: meta.json {why}") from exc
     try:
         images = np.load(entry / "images.npy")
     except (OSError, ValueError, EOFError) as exc:

@@ -15,6 +15,7 @@ import os
 import platform
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,9 +50,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:  # a full disk names no file
+            raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from exc
         raise
     return path
 
@@ -62,6 +65,44 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, data) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=1, default=_jsonable) + "\n")
+
+
+CHECKSUM = "_crc32"
+
+
+class CorruptFileError(ValueError):
+    """A file that is unreadable, cut short or changed since it was written; names the file."""
+
+
+def _crc(data) -> int:
+    """Of the content as it reads back (integer keys become strings, tuples lists)."""
+    again = json.loads(json.dumps(data, default=_jsonable))
+    text = json.dumps(again, sort_keys=True)
+    return zlib.crc32(text.encode(errors="surrogateescape")) & 0xFFFFFFFF
+
+
+def write_checked_json(path: str | Path, data: dict) -> Path:
+    """:func:`atomic_write_json` with a CRC-32 of the content inside (``_crc32``), so that
+    :func:`read_checked_json` sees a changed byte that leaves the JSON valid."""
+    data = {k: v for k, v in data.items() if k != CHECKSUM}
+    return atomic_write_json(path, {**data, CHECKSUM: _crc(data)})
+
+
+def read_checked_json(path: str | Path) -> dict:
+    """The content of a :func:`write_checked_json` file; :class:`CorruptFileError` naming the
+    file when it does not parse or its checksum differs (files without one are taken as they
+    are: written before checksums)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(errors="surrogateescape"))
+    except (OSError, ValueError) as exc:
+        raise CorruptFileError(f"{path}: unreadable ({exc})") from exc
+    if not isinstance(data, dict):
+        raise CorruptFileError(f"{path}: not a JSON object")
+    crc = data.pop(CHECKSUM, None)
+    if crc is not None and crc != _crc(data):
+        raise CorruptFileError(f"{path}: changed since it was written (checksum differs)")
+    return data
 
 
 def _jsonable(value):

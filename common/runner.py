@@ -34,6 +34,11 @@ checkpoint, predictions, metrics, calibration).
 """
 
 
+class ResumeError(ValueError):
+    """A run that cannot be resumed as asked (other settings, other folds, a damaged
+    checkpoint); printed without a traceback, nothing in the run folder touched."""
+
+
 class HelpRequested(Exception):
     """``--help`` on a training command line; the caller prints the usage and exits 0."""
 

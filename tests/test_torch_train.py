@@ -189,3 +189,22 @@ def test_distributed_two_cpu_processes(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and np.isfinite(metrics["test_mae"])
+
+
+def test_a_damaged_checkpoint_is_named_and_never_loaded(tmp_path):
+    from common.runner import ResumeError
+    from torch_impl.predictor import load_checkpoint
+
+    cfg, faces, fold, digest = _setup("optim.epochs=1", "max_steps_per_epoch=1")
+    train.fit(cfg, faces, fold, digest, tmp_path, progress=False)
+    for name in ("best.pt", "last.pt"):
+        data = bytearray((tmp_path / name).read_bytes())
+        data[len(data) * 3 // 4] ^= 0x5A  # inside a weight: torch.load alone would not notice
+        (tmp_path / name).write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="best.pt: changed since it was written"):
+        load_checkpoint(tmp_path)
+    before = (tmp_path / "last.pt").read_bytes()
+    cfg_resume, *_ = _setup("optim.epochs=2", "max_steps_per_epoch=1", "resume=true")
+    with pytest.raises(ResumeError, match="last.pt: changed since it was written"):
+        train.fit(cfg_resume, faces, fold, digest, tmp_path, progress=False)
+    assert (tmp_path / "last.pt").read_bytes() == before

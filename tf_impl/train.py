@@ -210,7 +210,7 @@ def fit(
         old_path = run_dir / results.CONFIG
         old = to_dict(load_config(str(old_path))) if old_path.is_file() else {}
         if comparable(old) != comparable(to_dict(cfg)):
-            raise ValueError(
+            raise runner.ResumeError(
                 f"{run_dir}: its checkpoint was made with another config; "
                 "resume only with the same settings"
             )
@@ -333,7 +333,10 @@ def main(argv: list[str] | None = None) -> int:
         return runner.fail(str(exc))
     fold_hash = runner.write_folds(plan)
     print(runner.describe(plan))
-    metrics = fit(plan.cfg, plan.faces, plan.fold, fold_hash, plan.run_dir)
+    try:
+        metrics = fit(plan.cfg, plan.faces, plan.fold, fold_hash, plan.run_dir)
+    except runner.ResumeError as exc:
+        return runner.fail(str(exc))
     print(runner.report(metrics, plan.run_dir / MODEL_FILE, plan.run_dir / results.PREDICTIONS))
     return 0
 

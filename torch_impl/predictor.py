@@ -21,6 +21,7 @@ import torch
 from common.losses import num_outputs
 from common.predictor import ModelCard, ModelNotFoundError, Predictor
 from common.results import TORCH_BEST
+from torch_impl.checkpoint import load_checkpoint_file
 from torch_impl.models import AgeModel, create_model
 from torch_impl.preprocess import resolve_device, to_input
 
@@ -50,10 +51,7 @@ def load_checkpoint(path: str | Path) -> tuple[AgeModel, ModelCard, int]:
     file = path / TORCH_BEST if path.is_dir() else path
     if not file.is_file():
         raise ModelNotFoundError(f"{file}: no such checkpoint")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises several types for a file that is no checkpoint
-        raise ValueError(f"{file}: not a readable PyTorch checkpoint ({exc})") from exc
+    state = load_checkpoint_file(file)  # ValueError naming a damaged or foreign file
     if not isinstance(state, dict) or "config" not in state or "model" not in state:
         raise ValueError(f"{file}: not an agezoo checkpoint (no config / model inside)")
     cfg = state["config"]

@@ -31,6 +31,7 @@ from common.losses import decode_outputs, loss_spec
 from common.results import TORCH_BEST as BEST
 from common.results import TORCH_LAST as CHECKPOINT
 from common.splits import Fold
+from torch_impl.checkpoint import load_checkpoint_file, save_checkpoint
 from torch_impl.losses import make_loss
 from torch_impl.models import AUX_LOSS_WEIGHT, create_model
 from torch_impl.optim import lr_lambda, make_optimizer
@@ -218,15 +219,6 @@ class Trainer:
         self.pretrained = state["pretrained"]
 
 
-def save_checkpoint(state: dict, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a kill never leaves a torn checkpoint."""
-    import io
-
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    results.atomic_write_bytes(path, buf.getvalue())
-
-
 def _trackers(cfg: Config, run_dir: Path, rank: int):
     tb = wandb_run = None
     if rank != 0:
@@ -272,14 +264,19 @@ def fit(
     start, best = 0, {"val_mae": math.inf, "epoch": -1}
     log = results.CsvLog(run_dir / results.LOG, keep=cfg.resume)
     if cfg.resume and (run_dir / CHECKPOINT).is_file():
-        state = torch.load(run_dir / CHECKPOINT, map_location=device, weights_only=False)
+        try:
+            state = load_checkpoint_file(run_dir / CHECKPOINT, map_location=device)
+        except results.CorruptFileError as exc:
+            raise runner.ResumeError(
+                f"{exc}; nothing was changed: move it away to start afresh"
+            ) from exc
         if comparable(state["config"]) != comparable(to_dict(cfg)):
-            raise ValueError(
+            raise runner.ResumeError(
                 f"{run_dir}: its checkpoint was made with another config; "
                 "resume only with the same settings"
             )
         if state["fold_hash"] != fold_hash or state["fold"] != fold.name:
-            raise ValueError(f"{run_dir}: its checkpoint was made on other folds")
+            raise runner.ResumeError(f"{run_dir}: its checkpoint was made on other folds")
         trainer.load_state(state)
         start, best = state["epoch"] + 1, state["best"]
         log.truncate(start)
@@ -331,7 +328,7 @@ def fit(
         dist.barrier()
     best_state = None
     if (run_dir / BEST).is_file():
-        best_state = torch.load(run_dir / BEST, map_location=device, weights_only=False)
+        best_state = load_checkpoint_file(run_dir / BEST, map_location=device)
         trainer.model.load_state_dict(best_state["model"])
     metrics = results.run_metrics(
         framework="torch",
@@ -386,7 +383,10 @@ def main(argv: list[str] | None = None) -> int:
         fold_hash = holder[0]
     if rank == 0:
         print(runner.describe(plan))
-    metrics = fit(plan.cfg, plan.faces, plan.fold, fold_hash, plan.run_dir)
+    try:
+        metrics = fit(plan.cfg, plan.faces, plan.fold, fold_hash, plan.run_dir)
+    except runner.ResumeError as exc:
+        return runner.fail(str(exc))
     if rank == 0:
         print(runner.report(metrics, plan.run_dir / BEST, plan.run_dir / results.PREDICTIONS))
     if dist.is_initialized():
