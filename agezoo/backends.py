@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -108,7 +108,9 @@ def load_predictor(
 
         card = weights.ENSEMBLES[ref]
         members = [load_predictor(m, device) for m in card["members"]]
-        return ensemble(members, temperature=card["temperature"])
+        both = ensemble(members, temperature=card["temperature"])
+        both.card = replace(both.card, arch=f"{ref} = {' + '.join(card['members'])}")
+        return both
     path = Path(ref)
     if path.is_dir():
         found = backend_of_run(path)

@@ -222,13 +222,23 @@ def validation_faces(run_dir: Path):
     return faces.subset(np.flatnonzero([p in val for p in faces.persons]))
 
 
+DEFAULT_CHOICES = ("member", "ensemble", "none")
+
+
 def release_ensemble(
-    run_dirs: list[str | Path], dest: str | Path | None = None, default: bool | None = None
+    run_dirs: list[str | Path], dest: str | Path | None = None, default: str = "member"
 ) -> dict:
     """Registers the released members of these runs as one ensemble (their distributions
     averaged, as ``agezoo predict --model A --model B`` does) with one temperature fitted on
-    their shared validation people. ``default=None``: the default when its validation MAE
-    beats every member's."""
+    their shared validation people.
+
+    ``default``: ``member`` makes the member with the lowest validation MAE agezoo predict's
+    default (the ensemble runs every member: M times the model time, which on tight crops costs
+    predict its lead over the pip peer; it is one ``--model`` away); ``ensemble`` makes the
+    ensemble the default when it beats every member on validation; ``none`` leaves the
+    default alone."""
+    if default not in DEFAULT_CHOICES:
+        raise ValueError(f"default={default!r}; choose one of {DEFAULT_CHOICES}")
     import weights
     from common.calibration import coverage, fit_temperature
     from common.ensemble import mean_distribution
@@ -273,12 +283,12 @@ def release_ensemble(
     }
     temperature = fit_temperature(logits, ages)
     better = ens_mae < min(member_mae.values())
-    default = better if default is None else default
+    best_member = min(member_mae, key=member_mae.get)
     members = [c["name"] for c in cards]
     identity = json.dumps({"members": [c["sha256"] for c in cards], "t": temperature})
     card = {
         "name": ensemble_name([c["arch"] for c in cards]),
-        "default": default,
+        "default": default == "ensemble" and better,
         "framework": "ensemble",
         "members": members,
         "member_sha256": [c["sha256"] for c in cards],
@@ -309,9 +319,17 @@ def release_ensemble(
         if json.loads(path.read_text())["name"] == card["name"]:
             for old in dest.glob(path.name.removesuffix(ENSEMBLE_SUFFIX) + ".*"):
                 old.unlink()
-    if default:
+    if card["default"] or default == "member":
         _clear_defaults(dest)
     write_ensemble_card(dest, card)
+    if default == "member":
+        (path,) = [
+            p for p in dest.glob("*.card.json") if json.loads(p.read_text())["name"] == best_member
+        ]
+        write_card(dest, {**json.loads(path.read_text()), "default": True})
+    card["default_model"] = (
+        card["name"] if card["default"] else (best_member if default == "member" else None)
+    )
     return card
 
 
@@ -343,6 +361,9 @@ def ensemble_markdown(card: dict) -> str:
         f"fitted on those people: ±1 std coverage {before['within_1std']:.1%} → "
         f"{after['within_1std']:.1%}, 90 % interval {before['within_90']:.1%} → "
         f"{after['within_90']:.1%}",
+        f"- **Use:** `agezoo predict --model {card['name']} photo.jpg`; it runs every member, "
+        f"{len(card['members'])} times the model time of one"
+        + ("" if card["default"] else " (agezoo predict's default is one model, as fast as one)"),
         f"- **Data:** {card['data']}",
         f"- **Never score it on:** {card['never_score_on']}",
         f"- **Identity:** sha256 `{card['sha256']}` of the members' file hashes and the "
@@ -437,6 +458,13 @@ def main(argv: list[str] | None = None) -> int:
         "beats each of them on validation)",
     )
     parser.add_argument(
+        "--default",
+        choices=DEFAULT_CHOICES,
+        default="member",
+        help="with --ensemble: what becomes the default, the validation-best member (as fast as "
+        "one model), the ensemble (when it beats each member on validation) or nothing",
+    )
+    parser.add_argument(
         "--card-only", action="store_true", help="rewrite the cards in weights/released/"
     )
     parser.add_argument("--dest", type=Path, help="folder to release into (weights/released/)")
@@ -452,16 +480,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.ensemble:
         try:
-            card = release_ensemble(args.ensemble, dest, default=False if args.no_default else None)
-        except ValueError as exc:
+            card = release_ensemble(
+                args.ensemble, dest, "none" if args.no_default else args.default
+            )
+        except (ValueError, FileNotFoundError) as exc:  # and a data set not at hand
             print(f"error: {exc}", file=sys.stderr)
             return 1
         val = card["val"]
         members = ", ".join(f"{n} {m:.3f}" for n, m in val["member_mae"].items())
         print(
             f"registered {card['name']}: validation MAE {val['mae']:.3f} ({members}), "
-            f"temperature {card['temperature']:.3f}"
-            + ("; the default model" if card["default"] else "; not the default")
+            f"temperature {card['temperature']:.3f}; the default model: "
+            f"{card.get('default_model') or 'unchanged'}"
         )
         return 0
     if not args.run_dir or not (Path(args.run_dir) / results.METRICS).is_file():

@@ -12,7 +12,9 @@ timed the same way from decoded file to ages. It also exports the model (ONNX fr
 
 Usage: AGEZOO_FGNET_DIR=... python -m benchmarks.predict_speed [--photos 200] [--size 112]
            [--chips DIR] [--peer-python .venv-peer/bin/python] [--detector blazeface]
-Writes benchmarks/results/predict_speed.json.
+           [--backends torch onnx keras] [--released NAME ...] [--out FILE]
+Writes benchmarks/results/predict_speed.json (or --out). ``--released`` times registered age
+models too (the released ensemble, its members) on the same photos.
 """
 
 from __future__ import annotations
@@ -127,7 +129,15 @@ def main(argv: list[str] | None = None) -> None:
         help="a folder of tight face crops (default: $AGEZOO_APPA_DIR/images)",
     )
     parser.add_argument("--peer-python", type=Path, default=PEER_PYTHON)
-    parser.add_argument("--backends", nargs="+", default=["torch", "onnx", "keras"])
+    parser.add_argument("--backends", nargs="*", default=["torch", "onnx", "keras"])
+    parser.add_argument(
+        "--released",
+        nargs="*",
+        default=[],
+        metavar="NAME",
+        help="registered age models to time as well (a released ensemble, its members)",
+    )
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     records = load_fgnet(fgnet_root())
     sets = {
@@ -136,18 +146,22 @@ def main(argv: list[str] | None = None) -> None:
     if args.chips:
         sets["chips"] = chip_paths(args.chips, args.photos)
     with tempfile.TemporaryDirectory() as tmp:
-        models = build_models(Path(tmp), args.size, args.detector)
-        exports = models.pop("exports")
+        models = build_models(Path(tmp), args.size, args.detector) if args.backends else {}
+        exports = models.pop("exports", {})
+        models.update({name: name for name in args.released})
         timed = {
             name: {
                 "peer": time_peer(args.peer_python, paths),
-                **{b: time_predict(models[b], paths, args.detector) for b in args.backends},
+                **{
+                    b: time_predict(models[b], paths, args.detector)
+                    for b in [*args.backends, *args.released]
+                },
             }
             for name, paths in sets.items()
         }
         for runs in timed.values():
             peer = runs["peer"].get("photos_per_s")
-            for b in args.backends:
+            for b in [*args.backends, *args.released]:
                 runs[b]["vs_peer"] = round(runs[b]["photos_per_s"] / peer, 2) if peer else None
         result = {
             "what": "agezoo predict end to end (all faces per photo, test-time flip) beside "
@@ -164,9 +178,8 @@ def main(argv: list[str] | None = None) -> None:
         }
     for name in ("onnx", "keras"):  # temporary paths mean nothing once the folder is gone
         for key in ("onnx", "keras", "saved_model"):
-            result["exports"][name].pop(key, None)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=1) + "\n")
+            result["exports"].get(name, {}).pop(key, None)
+    results.atomic_write_json(args.out, result)
     print(json.dumps(result, indent=1))
 
 

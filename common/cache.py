@@ -7,6 +7,7 @@ written under a temporary name and renamed into place, so a killed build leaves 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -252,7 +253,7 @@ def _write_entry(entry: Path, arrays: FaceArrays, info: dict, key: str, tag: str
         if exc.filename is None:  # a full disk names no file
             free = shutil.disk_usage(entry.parent).free / 1e6
             raise OSError(
-                exc.errno,
+                exc.errno or errno.ENOSPC,
                 f"cannot write cache entry {entry} ({exc.strerror or exc}): {free:.0f} MB free "
                 f"there, the entry needs {arrays.images.nbytes / 1e6:.0f} MB",
             ) from exc

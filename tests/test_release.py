@@ -88,7 +88,12 @@ def test_the_shipped_model_predicts_with_no_data_cache_or_weights(tmp_path, monk
     for var in ("AGEZOO_FGNET_DIR", "AGEZOO_AAF_DIR", "AGEZOO_APPA_DIR"):
         monkeypatch.delenv(var, raising=False)
     name = weights.default_age_model()
-    assert name in cards and cards[name]["default"]
+    ensembles = weights.released_ensembles()
+    if name in ensembles:  # a released ensemble: its members are released files
+        assert ensembles[name]["default"] and set(ensembles[name]["members"]) <= set(cards)
+        assert not any(c["default"] for c in cards.values())
+    else:
+        assert name in cards and cards[name]["default"]
     image = make_synthetic(1, 1, size=112, seed=5).images[0]
     Image.fromarray(image).save(tmp_path / "face.png")
     assert predict_main([str(tmp_path / "face.png"), "--fallback-center", "--json"]) == 0
@@ -159,7 +164,17 @@ def test_the_released_ensemble_is_fitted_on_validation_and_served_by_name(
         release_ensemble([finished_run, keras_run], dest)
     torch_card = release(finished_run, dest, default=True)
     keras_card = release(keras_run, dest, default=False)
-    card = release_ensemble([finished_run, keras_run], dest, default=True)
+    card = release_ensemble([finished_run, keras_run], dest, default="member")
+    best = min(card["val"]["member_mae"], key=card["val"]["member_mae"].get)
+    defaults = [json.loads(p.read_text()) for p in dest.glob("*.card.json")]
+    assert [c["name"] for c in defaults if c["default"]] == [best] and not card["default"]
+    card = release_ensemble([finished_run, keras_run], dest, default="ensemble")
+    card = {**card, "default": True} if not card["val"]["beats_every_member"] else card
+    if not card["val"]["beats_every_member"]:  # tiny random models: make it the default anyway
+        from agezoo.release import _clear_defaults, write_ensemble_card
+
+        _clear_defaults(dest)
+        write_ensemble_card(dest, card)
     assert card["members"] == [torch_card["name"], keras_card["name"]]
     assert card["val"]["images"] > 0 and 0.25 <= card["temperature"] <= 8
     assert set(card["val"]["member_mae"]) == set(card["members"])

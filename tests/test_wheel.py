@@ -83,8 +83,11 @@ def test_the_installed_wheel_predicts_with_its_released_model(installed):
     env = {k: v for k, v in env.items() if k not in ("AGEZOO_WEIGHTS_DIR", "AGEZOO_AAF_DIR")}
     args = [str(site / "bin" / "agezoo"), "predict", "face.png", "--fallback-center", "--json"]
     result = json.loads(_run(args, work, env).stdout)
-    assert result["model"]["framework"] == "onnx"
-    assert result["model"]["source"].startswith(str(site))
+    model = result["model"]  # one released ONNX file, or the released ensemble of several
+    assert model["framework"] in ("onnx", "ensemble")
+    sources = model["source"].split(" + ")
+    assert len(sources) == model["members"]
+    assert all(source.startswith(str(site)) and source.endswith(".onnx") for source in sources)
     (face,) = result["faces"]
     assert np.isfinite(face["age"]) and face["std"] > 0
 

@@ -58,6 +58,8 @@ def load_keras_model(path: str | Path) -> tuple[keras.Model, ModelCard]:
             f"{file}: no card beside it ({card_path(file).name}) and no run folder config; "
             "export models with `python -m tf_impl.export RUN_DIR`"
         )
+    import tf_impl.models  # noqa: F401 - registers the custom layers the saved model names
+
     try:
         model = keras.saving.load_model(file)
     except Exception as exc:  # keras raises several types for a file that is no model
