@@ -165,7 +165,9 @@ def test_the_released_ensemble_is_fitted_on_validation_and_served_by_name(
     torch_card = release(finished_run, dest, default=True)
     keras_card = release(keras_run, dest, default=False)
     card = release_ensemble([finished_run, keras_run], dest, default="member")
-    best = min(card["val"]["member_mae"], key=card["val"]["member_mae"].get)
+    score = card["val"]["default_score"]
+    assert set(score) == set(card["members"])
+    best = min(score, key=score.get)
     defaults = [json.loads(p.read_text()) for p in dest.glob("*.card.json")]
     assert [c["name"] for c in defaults if c["default"]] == [best] and not card["default"]
     card = release_ensemble([finished_run, keras_run], dest, default="ensemble")
