@@ -11,6 +11,7 @@ pytest.importorskip("torch")
 
 from benchmarks import frozen, report  # noqa: E402
 from benchmarks import run as bench  # noqa: E402
+from common import results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -177,10 +178,10 @@ def test_folds_from_other_starting_weights_are_refused(tmp_path, monkeypatch):
     bench.run(preset, tmp_path / "s1", shard=(1, 2), progress=False)
     # s1 as if it had started from AAF weights trained in another session
     for path in (tmp_path / "s1" / "results").glob("*/*.json"):
-        data = json.loads(path.read_text())
+        data = results.read_checked_json(path)
         assert data["start_weights"] is None  # weights "none": nothing trained to start from
         data["start_weights"] = "aaf-torch-mobilenet_v2-112px-0c5c6858.pt"
-        path.write_text(json.dumps(data))
+        results.write_checked_json(path, data)  # as that session would have written it
     assert bench.merge(tmp_path / "merged", [tmp_path / "s0"]) == 3
     with pytest.raises(ValueError, match="started from None"):
         bench.merge(tmp_path / "merged", [tmp_path / "s1"])

@@ -4,19 +4,19 @@ once and a full disk (``benchmarks/faults.py`` runs the rest: training, shards, 
 import numpy as np
 import pytest
 
-from benchmarks import faults
+from benchmarks import fault_files, fault_kills
 
 
 @pytest.mark.slow
 def test_killed_cache_builds_and_two_builders_at_once_lose_nothing(tmp_path):
-    rows = faults.part_cache(tmp_path, np.random.default_rng(1), kills=2)
-    rows.append(faults.race_cache(tmp_path))
+    rows = fault_kills.part_cache(tmp_path, np.random.default_rng(1), kills=2)
+    rows.append(fault_files.race_cache(tmp_path))
     assert len(rows) == 3
     assert all(r["survived"] and not r["lost"] and not r["hung"] for r in rows), rows
 
 
 def test_a_full_disk_names_the_path_and_leaves_no_partial_file(tmp_path):
-    rows = faults.part_disk(tmp_path, None, 0)
+    rows = fault_files.part_disk(tmp_path, None, 0)
     if rows[0].get("skipped"):
         pytest.skip(rows[0]["fault"])
     assert [r["path"] for r in rows] == ["cache write", "checkpoint write", "release write"]

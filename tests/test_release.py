@@ -156,7 +156,9 @@ def test_a_keras_run_releases_through_the_torch_exporter(keras_run, tmp_path):
 def test_the_released_ensemble_is_fitted_on_validation_and_served_by_name(
     finished_run, keras_run, tmp_path, monkeypatch
 ):
-    from agezoo.release import ENSEMBLE_SUFFIX, release, release_ensemble
+    from agezoo.cards import ENSEMBLE_SUFFIX
+    from agezoo.release import release
+    from agezoo.release_ensemble import release_ensemble
     from common.losses import expected_age, softmax
 
     dest = tmp_path / "released"
@@ -173,9 +175,9 @@ def test_the_released_ensemble_is_fitted_on_validation_and_served_by_name(
     card = release_ensemble([finished_run, keras_run], dest, default="ensemble")
     card = {**card, "default": True} if not card["val"]["beats_every_member"] else card
     if not card["val"]["beats_every_member"]:  # tiny random models: make it the default anyway
-        from agezoo.release import _clear_defaults, write_ensemble_card
+        from agezoo.cards import clear_defaults, write_ensemble_card
 
-        _clear_defaults(dest)
+        clear_defaults(dest)
         write_ensemble_card(dest, card)
     assert card["members"] == [torch_card["name"], keras_card["name"]]
     assert card["val"]["images"] > 0 and 0.25 <= card["temperature"] <= 8
