@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import weights
 from common.results import atomic_write_json, atomic_write_text
 
 HELDOUT = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "heldout.json"
@@ -13,8 +14,6 @@ ENSEMBLE_SUFFIX = ".ensemble.json"
 
 
 def released_dir() -> Path:
-    import weights
-
     return weights.RELEASED_DIR
 
 
@@ -38,12 +37,10 @@ def write_card(dest: Path, card: dict, heldout: Path = HELDOUT) -> None:
 
 def clear_defaults(dest: Path) -> None:
     """One default: every released card, file or ensemble, loses its default mark."""
-    for path in dest.glob("*.card.json"):
-        other = json.loads(path.read_text())
+    for other in weights.released_cards(dest).values():
         if other.get("default"):
             write_card(dest, {**other, "default": False})
-    for path in dest.glob("*" + ENSEMBLE_SUFFIX):
-        other = json.loads(path.read_text())
+    for other in weights.released_ensembles(dest).values():
         if other.get("default"):
             write_ensemble_card(dest, {**other, "default": False})
 

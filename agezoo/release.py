@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import weights
 from agezoo.cards import (
     ENSEMBLE_SUFFIX,
     clear_defaults,
@@ -95,7 +96,9 @@ def release(run_dir: str | Path, dest: str | Path | None = None, default: bool =
     onnx_file = dest / f"{stem}.onnx"
     tmp.replace(onnx_file)
     onnx_file.chmod(0o644)
-    others = [p for p in dest.glob("*.onnx") if p != onnx_file and not _same_name(p, name)]
+    older = weights.released_cards(dest).get(name)  # the same model, replaced by this release
+    replaced = older["weights_file"] if older else None
+    others = [p for p in dest.glob("*.onnx") if p.name not in (onnx_file.name, replaced)]
     total = sum(p.stat().st_size for p in [onnx_file, *others]) / 1e6
     if total > RELEASE_BUDGET_MB:
         onnx_file.unlink()
@@ -127,11 +130,9 @@ def release(run_dir: str | Path, dest: str | Path | None = None, default: bool =
         "date": time.strftime("%Y-%m-%d"),
         "licence": "research and non-commercial use only (the terms of its training data)",
     }
-    for path in dest.glob("*.card.json"):  # one file per name
-        other = json.loads(path.read_text())
-        if other["sha256"] != sha and other["name"] == card["name"]:
-            for old in dest.glob(Path(other["weights_file"]).stem + ".*"):
-                old.unlink()
+    if older and older["sha256"] != sha:  # one file per name
+        for old in dest.glob(Path(older["weights_file"]).stem + ".*"):
+            old.unlink()
     if default:
         clear_defaults(dest)
     write_card(dest, card)
@@ -142,18 +143,12 @@ def _sweep(dest: Path) -> None:
     """Removes what a killed release left: an ONNX file that no card names (the card is
     written after the file, so a kill between the two leaves the file alone; the registry
     never serves it, and the release rerun writes it again)."""
-    named = {json.loads(p.read_text())["weights_file"] for p in dest.glob("*.card.json")}
+    named = {card["weights_file"] for card in weights.released_cards(dest).values()}
     for path in dest.glob("*.onnx"):
         if path.name not in named:
             path.unlink()
     for path in dest.glob(".*release-*"):  # the export's temporary files
         path.unlink()
-
-
-def _same_name(onnx_file: Path, name: str) -> bool:
-    """Whether an older released file is the same model (replaced by this release)."""
-    card = onnx_file.with_suffix(".card.json")
-    return card.is_file() and json.loads(card.read_text())["name"] == name
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+import weights
 from agezoo.cards import (
     ENSEMBLE_SUFFIX,
     clear_defaults,
@@ -31,16 +32,12 @@ def _released_card(dest: Path, run_dir: Path) -> dict:
     run's (same folds, same validation MAE)."""
     metrics, cfg = read_run(run_dir)
     name = member_name(metrics["framework"], cfg["model"]["name"])
-    for path in dest.glob("*.card.json"):
-        card = json.loads(path.read_text())
-        if card["name"] == name:
-            if (card["fold_hash"], card["val_mae"]) != (
-                metrics["fold_hash"],
-                metrics["best_val_mae"],
-            ):
-                raise ValueError(f"{name} in {dest} is not the release of {run_dir}; release it")
-            return card
-    raise ValueError(f"{run_dir} is not released yet: python -m agezoo.release {run_dir}")
+    card = weights.released_cards(dest).get(name)
+    if card is None:
+        raise ValueError(f"{run_dir} is not released yet: python -m agezoo.release {run_dir}")
+    if (card["fold_hash"], card["val_mae"]) != (metrics["fold_hash"], metrics["best_val_mae"]):
+        raise ValueError(f"{name} in {dest} is not the release of {run_dir}; release it")
+    return card
 
 
 def validation_faces(run_dir: Path):
@@ -72,7 +69,6 @@ def release_ensemble(
     member on validation MAE; ``none`` leaves the default alone."""
     if default not in DEFAULT_CHOICES:
         raise ValueError(f"default={default!r}; choose one of {DEFAULT_CHOICES}")
-    import weights
     from common.calibration import coverage, fit_temperature
     from common.ensemble import mean_distribution
     from common.losses import expected_age
@@ -172,10 +168,7 @@ def release_ensemble(
         clear_defaults(dest)
     write_ensemble_card(dest, card)
     if default == "member":
-        (path,) = [
-            p for p in dest.glob("*.card.json") if json.loads(p.read_text())["name"] == best_member
-        ]
-        write_card(dest, {**json.loads(path.read_text()), "default": True})
+        write_card(dest, {**weights.released_cards(dest)[best_member], "default": True})
     card["default_model"] = (
         card["name"] if card["default"] else (best_member if default == "member" else None)
     )

@@ -103,7 +103,7 @@ def cached_peer(paths: list[str], peer_python: Path | None) -> dict:
     photos need not rerun it."""
     from common.datasets import default_cache_dir
 
-    stamp = [(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
+    stamp = [(p, st.st_size, st.st_mtime_ns) for p, st in ((p, os.stat(p)) for p in paths)]
     key = hashlib.sha256(json.dumps([PEER, stamp]).encode()).hexdigest()[:16]
     file = default_cache_dir() / "peer" / f"{key}.json"
     if file.is_file():

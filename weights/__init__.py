@@ -154,15 +154,20 @@ def load_pretrained(weights: str, arch: str, load: Callable[[], object]) -> bool
 RELEASED_DIR = Path(__file__).resolve().parent / "released"
 
 
-def released_cards() -> dict[str, dict]:
-    """The released models' cards (``weights/released/*.card.json``), by registry name."""
+def _cards(folder: Path, pattern: str) -> dict[str, dict]:
     import json
 
     cards = {}
-    for path in sorted(RELEASED_DIR.glob("*.card.json")):
+    for path in sorted(folder.glob(pattern)):
         card = json.loads(path.read_text())
         cards[card["name"]] = card
     return cards
+
+
+def released_cards(folder: Path | None = None) -> dict[str, dict]:
+    """The released files' cards (``weights/released/*.card.json``, or another folder's), by
+    registry name."""
+    return _cards(folder or RELEASED_DIR, "*.card.json")
 
 
 def released_entry(card: dict) -> WeightsEntry:
@@ -188,16 +193,10 @@ for _card in released_cards().values():
     register(released_entry(_card))
 
 
-def released_ensembles() -> dict[str, dict]:
+def released_ensembles(folder: Path | None = None) -> dict[str, dict]:
     """The released ensembles' cards (``weights/released/*.ensemble.json``: member names and
     the temperature fitted for their averaged distribution), by registry name."""
-    import json
-
-    cards = {}
-    for path in sorted(RELEASED_DIR.glob("*.ensemble.json")):
-        card = json.loads(path.read_text())
-        cards[card["name"]] = card
-    return cards
+    return _cards(folder or RELEASED_DIR, "*.ensemble.json")
 
 
 ENSEMBLES: dict[str, dict] = released_ensembles()
