@@ -88,7 +88,7 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:1 ...
     amp: bool = True  # mixed precision on GPUs
     channels_last: bool = True  # memory format on GPUs (PyTorch)
-    xla: bool = False  # jit_compile the Keras train step
+    xla: bool = False  # jit_compile the Keras train step on TensorFlow GPUs (always on JAX)
     max_steps_per_epoch: int = 0  # 0 = all batches; >0 for smoke tests
     tensorboard: bool = True  # when the tensorboard package is installed
 

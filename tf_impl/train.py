@@ -154,6 +154,15 @@ def _gpus() -> int:
     return 0
 
 
+def _jit_compile(cfg: Config, gpus: int) -> bool:
+    """XLA for the train step: always on JAX, whose steps run op by op without it (a ResNet-34
+    step four times slower on a CPU, benchmarks/RESULTS.md); on TensorFlow, with ``xla: true``
+    on GPUs only."""
+    if keras.config.backend() == "jax":
+        return True
+    return bool(cfg.xla and gpus)
+
+
 def _strategy(gpus: int):
     if gpus > 1 and keras.config.backend() == "tensorflow":
         import tensorflow as tf
@@ -261,7 +270,7 @@ def fit(
             optimizer=make_optimizer(cfg, len(train_data)),
             loss=make_loss(cfg.loss.name, cfg.loss.lambda_mean, cfg.loss.lambda_var),
             metrics=[age_mae_metric(cfg.loss.name)],
-            jit_compile=bool(cfg.xla and gpus),
+            jit_compile=_jit_compile(cfg, gpus),
         )
     recorder = EpochRecorder(
         model,
