@@ -6,8 +6,12 @@
   normalisation, loss, logging (train: ``torch_impl.train.fit`` / ``tf_impl.train.fit``;
   infer: their ``predict``).
 
-The ratio pipeline / bare is the pipeline efficiency (goal ≥ 0.95). Each figure is the median
-of ``--repeats`` timed repeats. Usage:
+The ratio pipeline / bare is the pipeline efficiency (goal ≥ 0.95). Compilation (XLA, tracing,
+cuDNN autotuning) happens on the first calls of each shape, so neither side is timed until its
+warm-up has settled: at least ``--warmup`` repeats (two at the fewest), and on until a repeat is
+no more than 5 % faster than the one before it (``settle``). Each figure is then the median of
+``--repeats`` timed repeats of the same number of images on both sides, with their spread, and
+every efficiency carries a flag (``sanity``): ``ok``, or ``suspect`` with the reasons. Usage:
 
     python -m benchmarks.throughput --framework torch --model resnet50 --size 112
     python -m benchmarks.throughput --framework keras --model resnet34 --size 112
@@ -34,6 +38,84 @@ from common.splits import folds_hash
 from common.synthetic import make_synthetic
 
 OUT = Path(__file__).parent / "results"
+SETTLE_TOL = 0.05  # a repeat at most 5 % faster than the one before: the warm-up is over
+MAX_WARMUP = 8  # warm-up repeats at the most (bare and inference pipeline)
+SPARE_EPOCHS = 2  # training pipeline: epochs beyond the least warm-up, for a late settling
+EFFICIENCY_RANGE = (0.3, 1.1)  # outside it, an efficiency is flagged
+MAX_SPREAD = 0.25  # (max - min) / median of the timed repeats above it: an unsteady timing
+
+
+def settle(rates: list[float], min_warmup: int, repeats: int) -> tuple[list[float], int, bool]:
+    """(timed rates, warm-up repeats, settled) from images/s of consecutive repeats.
+
+    The warm-up lasts at least ``max(2, min_warmup)`` repeats and until a repeat ran at most
+    ``SETTLE_TOL`` faster than the one before it; the ``repeats`` after it are timed. Not
+    settled (fewer rates than that): the last ``repeats`` are returned and ``settled`` is False.
+    """
+    for k in range(max(2, min_warmup), len(rates) - repeats + 1):
+        if rates[k - 1] <= rates[k - 2] * (1 + SETTLE_TOL):
+            return rates[k : k + repeats], k, True
+    return rates[-repeats:], max(0, len(rates) - repeats), False
+
+
+def summarise(rates: list[float], min_warmup: int, repeats: int, images: int) -> dict:
+    """One side's timing from consecutive repeats, its warm-up found by ``settle``."""
+    timed, warm, settled = settle(rates, min_warmup, repeats)
+    return _summary(rates, timed, warm, settled, images)
+
+
+def _summary(rates, timed, warm: int, settled: bool, images: int) -> dict:
+    median = statistics.median(timed)
+    return {
+        "images_per_s": round(median, 2),
+        "spread": round((max(timed) - min(timed)) / median, 3),
+        "warmup_repeats": warm,
+        "settled": settled,
+        "images_per_repeat": images,
+        "timed": [round(v, 2) for v in timed],
+        "all": [round(v, 2) for v in rates],
+    }
+
+
+def sanity(bare: dict, pipeline: dict) -> tuple[str, list[str]]:
+    """("ok" | "suspect", reasons) for an efficiency: what a reader should not trust, and why."""
+    reasons = []
+    for side, t in (("bare", bare), ("pipeline", pipeline)):
+        if not t["settled"]:
+            reasons.append(
+                f"{side} timing never settled in {len(t['all'])} repeats "
+                "(compilation or warm-up may be inside)"
+            )
+        if t["spread"] > MAX_SPREAD:
+            reasons.append(f"{side} repeats spread {t['spread']:.0%} (a busy or throttled device?)")
+    if bare["images_per_repeat"] != pipeline["images_per_repeat"]:
+        reasons.append(
+            f"unequal work: {bare['images_per_repeat']} images per bare repeat, "
+            f"{pipeline['images_per_repeat']} per pipeline repeat"
+        )
+    efficiency = pipeline["images_per_s"] / bare["images_per_s"]
+    low = min(pipeline["timed"]) / max(bare["timed"])
+    high = max(pipeline["timed"]) / min(bare["timed"])
+    lo, hi = EFFICIENCY_RANGE
+    if lo <= efficiency <= hi:
+        pass
+    elif reasons:
+        reasons.append(f"efficiency {efficiency:.2f} outside {lo}-{hi}")
+    elif low <= hi and high >= lo:
+        reasons.append(
+            f"efficiency {efficiency:.2f} outside {lo}-{hi}, but its repeats span "
+            f"{low:.2f}-{high:.2f}: within the timing noise (time more steps a repeat)"
+        )
+    else:
+        reasons.append(
+            f"efficiency {efficiency:.2f} outside {lo}-{hi} with settled, steady timings: "
+            + (
+                "the pipeline is faster than the model alone, so they do not do the same work"
+                if efficiency > hi
+                else "work outside the model (batching, augmentation, host copies) dominates"
+            )
+        )
+    return ("suspect" if reasons else "ok"), reasons
 
 
 def _config(args, epochs: int):
@@ -59,27 +141,53 @@ def _faces(args):
     return make_synthetic(persons, 8, args.size, seed=0)
 
 
-def _pipeline_train(args, fit) -> list[float]:
-    cfg = _config(args, args.warmup + args.repeats)
+def _pipeline_train(args, fit) -> dict:
+    """The training loop's per-epoch images/s over enough epochs for its warm-up to settle."""
+    cfg = _config(args, max(2, args.warmup) + SPARE_EPOCHS + args.repeats)
     faces = _faces(args)
     folds = build_folds(cfg.protocol, faces.persons)
     with tempfile.TemporaryDirectory() as run_dir:
         fit(cfg, faces, folds[0], folds_hash(folds), run_dir, progress=False)
-        log = results.CsvLog(Path(run_dir) / results.LOG, keep=True)
-    return [float(r["train_images_per_s"]) for r in log.rows[args.warmup :]]
+        rows = results.CsvLog(Path(run_dir) / results.LOG, keep=True).rows
+    rates = [float(r["train_images_per_s"]) for r in rows]
+    images = {round(float(r["train_images_per_s"]) * float(r["train_seconds"])) for r in rows}
+    return summarise(rates, args.warmup, args.repeats, images.pop() if len(images) == 1 else -1)
 
 
-def _timed(step, n_steps: int, batch: int, sync, warmup: int, repeats: int) -> list[float]:
-    out = []
-    for rep in range(warmup + repeats):
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(n_steps):
-            step()
-        sync()
-        if rep >= warmup:
-            out.append(n_steps * batch / (time.perf_counter() - t0))
-    return out
+def _timed(sides: dict, sync, args) -> dict[str, dict]:
+    """Timings of each side, ``name -> (call, calls per repeat, images per repeat)``.
+
+    The sides take turns, one repeat each: warm-up rounds until every side has settled (or
+    ``MAX_WARMUP`` more than the least), then ``--repeats`` timed rounds, so that a change in
+    the machine's pace meets every side alike.
+    """
+    rates: dict[str, list[float]] = {name: [] for name in sides}
+
+    def one_round():
+        for name, (call, calls, images) in sides.items():
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                call()
+            sync()
+            rates[name].append(images / (time.perf_counter() - t0))
+
+    def settled(name: str) -> bool:
+        return settle(rates[name], args.warmup, 0)[2]
+
+    warm = 0
+    while warm < max(2, args.warmup) + MAX_WARMUP:
+        one_round()
+        warm += 1
+        if all(settled(name) for name in sides):
+            break
+    done = {name: settled(name) for name in sides}
+    for _ in range(args.repeats):
+        one_round()
+    return {
+        name: _summary(rates[name], rates[name][warm:], warm, done[name], sides[name][2])
+        for name in sides
+    }
 
 
 # ------------------------------------------------------------------ PyTorch
@@ -100,11 +208,13 @@ def torch_bench(args) -> dict:
     model = create_model(args.model, num_outputs("mean_variance"), "none", args.size).to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
-    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
-    if cuda:
-        x = x.contiguous(memory_format=torch.channels_last)
+    # The pipeline's layout: to_input permutes NHWC images, which leaves them channels-last in
+    # memory (and makes them so on CUDA); a plain NCHW tensor runs other kernels on a CPU
+    # (MobileNetV2: 1.2x slower there, so the pipeline looked faster than the model alone).
+    x = torch.randn(args.batch, args.size, args.size, 3, device=device).permute(0, 3, 1, 2)
     y = torch.randint(0, 70, (args.batch,), device=device).float()
     loss_fn = make_loss("mean_variance")
+    images = args.steps * args.batch
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     scaler = torch.amp.GradScaler("cuda", enabled=amp and dtype is torch.float16)
 
@@ -126,18 +236,19 @@ def torch_bench(args) -> dict:
     if args.mode == "train":
         model.train()
         pipeline = _pipeline_train(args, train.fit)  # first, as in a fresh training process
-        bare = _timed(train_step, args.steps, args.batch, sync, args.warmup, args.repeats)
+        bare = _timed({"bare": (train_step, args.steps, images)}, sync, args)["bare"]
     else:
         model.eval()
-        bare = _timed(infer_step, args.steps, args.batch, sync, args.warmup, args.repeats)
         cfg = _config(args, 1)
         faces = _faces(args)
         fold = build_folds(cfg.protocol, faces.persons)[0]
         trainer = train.Trainer(cfg, faces, fold, device)
-        idx = np.arange(args.steps * args.batch) % len(faces)
-        pipeline = _timed(
-            lambda: trainer.predict(idx, args.batch), 1, len(idx), sync, args.warmup, args.repeats
-        )
+        idx = np.arange(images) % len(faces)
+        sides = {
+            "bare": (infer_step, args.steps, images),
+            "pipeline": (lambda: trainer.predict(idx, args.batch), 1, images),
+        }
+        bare, pipeline = _timed(sides, sync, args).values()
     versions = {"torch": torch.__version__}
     return {"bare": bare, "pipeline": pipeline, "device": str(device), "versions": versions}
 
@@ -161,6 +272,7 @@ def keras_bench(args) -> dict:
     x = rng.uniform(0, 255, (args.batch, args.size, args.size, 3)).astype("float32")
     y = rng.integers(0, 70, args.batch).astype("float32")
     model.compile(optimizer=keras.optimizers.AdamW(1e-4), loss=make_loss("mean_variance"))
+    images = args.steps * args.batch
 
     def sync():
         return None
@@ -170,32 +282,21 @@ def keras_bench(args) -> dict:
         # allocator warmed up and hide what a fresh training process pays.
         pipeline = _pipeline_train(args, train.fit)
         bare = _timed(
-            lambda: model.train_on_batch(x, y),
-            args.steps,
-            args.batch,
-            sync,
-            args.warmup,
-            args.repeats,
+            {"bare": (lambda: model.train_on_batch(x, y), args.steps, images)}, sync, args
         )
+        bare = bare["bare"]
     else:
-        bare = _timed(
-            lambda: model.predict_on_batch(x),
-            args.steps,
-            args.batch,
-            sync,
-            args.warmup,
-            args.repeats,
-        )
         faces = _faces(args)
-        idx = np.arange(args.steps * args.batch) % len(faces)
-        pipeline = _timed(
-            lambda: train.predict(model, faces, idx, "mean_variance", args.batch),
-            1,
-            len(idx),
-            sync,
-            args.warmup,
-            args.repeats,
-        )
+        idx = np.arange(images) % len(faces)
+        sides = {
+            "bare": (lambda: model.predict_on_batch(x), args.steps, images),
+            "pipeline": (
+                lambda: train.predict(model, faces, idx, "mean_variance", args.batch),
+                1,
+                images,
+            ),
+        }
+        bare, pipeline = _timed(sides, sync, args).values()
     versions = {"keras": keras.__version__, "backend": keras.config.backend()}
     if keras.config.backend() == "tensorflow":
         import os
@@ -223,12 +324,16 @@ def main(argv=None) -> dict:
         help="mixed precision applies on GPUs only",
     )
     parser.add_argument("--steps", type=int, default=8, help="batches per timed repeat")
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="warm-up repeats at the least (two at the fewest)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     run = torch_bench(args) if args.framework == "torch" else keras_bench(args)
-    bare, pipe = statistics.median(run["bare"]), statistics.median(run["pipeline"])
+    bare, pipe = run["bare"], run["pipeline"]
+    efficiency = pipe["images_per_s"] / bare["images_per_s"]
+    flag, reasons = sanity(bare, pipe)
     result = {
         "framework": args.framework,
         "model": args.model,
@@ -237,13 +342,15 @@ def main(argv=None) -> dict:
         "mode": args.mode,
         "precision": args.precision,
         "steps": args.steps,
-        "warmup": args.warmup,
+        "min_warmup": max(2, args.warmup),
         "repeats": args.repeats,
-        "bare_images_per_s": round(bare, 2),
-        "pipeline_images_per_s": round(pipe, 2),
-        "efficiency": round(pipe / bare, 3),
-        "bare_all": [round(v, 2) for v in run["bare"]],
-        "pipeline_all": [round(v, 2) for v in run["pipeline"]],
+        "bare_images_per_s": bare["images_per_s"],
+        "pipeline_images_per_s": pipe["images_per_s"],
+        "efficiency": round(efficiency, 3),
+        "flag": flag,
+        "flag_reasons": reasons,
+        "bare": bare,
+        "pipeline": pipe,
         **results.environment(args.framework, run["versions"], run["device"]),
         "config": to_dict(_config(args, 1)),
     }
@@ -253,8 +360,11 @@ def main(argv=None) -> dict:
     results.atomic_write_json(args.out / name, result)
     print(
         f"{args.framework:6s} {args.model:13s} {args.size:4d}px b{args.batch:<4d} {args.mode:5s} "
-        f"{args.precision:5s} bare {bare:8.1f} img/s  pipeline {pipe:8.1f} img/s  "
-        f"efficiency {pipe / bare:.3f}  ({run['device']})"
+        f"{args.precision:5s} bare {bare['images_per_s']:8.1f} img/s "
+        f"(spread {bare['spread']:.0%})  pipeline {pipe['images_per_s']:8.1f} img/s "
+        f"(spread {pipe['spread']:.0%})  efficiency {efficiency:.3f} {flag}  ({run['device']}; "
+        f"warm-up {bare['warmup_repeats']}/{pipe['warmup_repeats']} repeats)"
+        + "".join(f"\n    {flag}: {r}" for r in reasons)
     )
     return result
 
