@@ -98,8 +98,8 @@ def sanity(bare: dict, pipeline: dict) -> tuple[str, list[str]]:
     high = max(pipeline["timed"]) / min(bare["timed"])
     lo, hi = EFFICIENCY_RANGE
     if lo <= efficiency <= hi:
-        pass
-    elif reasons:
+        return ("suspect" if reasons else "ok"), reasons
+    if reasons:
         reasons.append(f"efficiency {efficiency:.2f} outside {lo}-{hi}")
     elif low <= hi and high >= lo:
         reasons.append(
@@ -116,6 +116,13 @@ def sanity(bare: dict, pipeline: dict) -> tuple[str, list[str]]:
             )
         )
     return ("suspect" if reasons else "ok"), reasons
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def _config(args, epochs: int):
@@ -318,8 +325,8 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--framework", choices=["torch", "keras"], required=True)
     parser.add_argument("--model", default="resnet50")
-    parser.add_argument("--size", type=int, default=112)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--size", type=_positive, default=112)
+    parser.add_argument("--batch", type=_positive, default=32)
     parser.add_argument("--mode", choices=["train", "infer"], default="train")
     parser.add_argument(
         "--precision",
@@ -327,11 +334,11 @@ def main(argv=None) -> dict:
         default="fp32",
         help="mixed precision applies on GPUs only",
     )
-    parser.add_argument("--steps", type=int, default=8, help="batches per timed repeat")
+    parser.add_argument("--steps", type=_positive, default=8, help="batches per timed repeat")
     parser.add_argument(
         "--warmup", type=int, default=2, help="warm-up repeats at the least (two at the fewest)"
     )
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=_positive, default=3)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     run = torch_bench(args) if args.framework == "torch" else keras_bench(args)

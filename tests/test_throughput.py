@@ -78,3 +78,10 @@ def test_a_torch_run_writes_settled_timings_and_its_flag(tmp_path, capsys):
 def test_sanity_says_when_an_efficiency_out_of_range_is_within_the_noise():
     flag, reasons = sanity(_side([50, 50, 45, 50, 55]), _side([30, 56, 56, 52, 62, 60]))
     assert flag == "suspect" and "within the timing noise" in reasons[0]
+
+
+def test_zero_steps_is_refused_with_a_message(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        throughput.main(["--framework", "torch", "--steps", "0"])
+    assert exit_info.value.code == 2
+    assert "--steps: must be 1 or more, got 0" in capsys.readouterr().err
