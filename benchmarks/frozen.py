@@ -139,7 +139,7 @@ def torch_head(feats, ages, parts, loss_name, cfg: Config, head: dict):
         torch.nn.init.zeros_(linear.weight)
         torch.nn.init.constant_(linear.bias, bias)
     opt = torch.optim.AdamW(linear.parameters(), lr=head["lr"], weight_decay=head["weight_decay"])
-    loss_fn = make_loss(loss_name, cfg.loss.lambda_mean, cfg.loss.lambda_var)
+    loss_fn = make_loss(loss_name, cfg.loss.lambda_mean, cfg.loss.lambda_var, cfg.loss.label_sigma)
     gen = torch.Generator().manual_seed(cfg.seed)
     best, best_state, rows = {"val_mae": float("inf"), "epoch": -1}, None, []
     for epoch in range(head["epochs"]):
@@ -206,7 +206,9 @@ def keras_head(feats, ages, parts, loss_name, cfg: Config, head: dict):
         )
         model.compile(
             optimizer=keras.optimizers.AdamW(head["lr"], weight_decay=head["weight_decay"]),
-            loss=make_loss(loss_name, cfg.loss.lambda_mean, cfg.loss.lambda_var),
+            loss=make_loss(
+                loss_name, cfg.loss.lambda_mean, cfg.loss.lambda_var, cfg.loss.label_sigma
+            ),
         )
         _KERAS_HEADS[key] = (model, [w.copy() for w in model.get_weights()])
     model, initial = _KERAS_HEADS[key]

@@ -47,6 +47,7 @@ class LossConfig:
     name: str = "mean_variance"  # mean_variance | softmax | l2
     lambda_mean: float = 0.2
     lambda_var: float = 0.05
+    label_sigma: float = 0.0  # > 0: CE against a Gaussian of this std (years) around the age
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class OptimConfig:
     step_size: int = 10
     gamma: float = 0.1
     early_stopping: int = 0  # patience in epochs; 0 = off
+    band_balance: float = 0.0  # sampling by age decade: 0 as the data come, 1 every decade alike
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,12 @@ def to_dict(cfg) -> dict:
 
 def comparable(cfg_dict: dict) -> dict:
     """The settings a resumed run must share with the run it continues (not where it runs,
-    or whether it logs to TensorBoard)."""
+    or whether it logs to TensorBoard). A setting added since the run was made counts as its
+    default."""
+    try:
+        cfg_dict = to_dict(from_dict(Config, cfg_dict))
+    except (TypeError, ValueError):
+        pass  # a config of another schema: compared as it is, and so refused
     skip = ("resume", "run_dir", "device", "tensorboard")
     return {k: v for k, v in cfg_dict.items() if k not in skip}
 

@@ -78,14 +78,30 @@ def decode(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return expected_age(logits), age_std(logits)
 
 
-def _terms(logits: np.ndarray, ages: np.ndarray, num_classes: int):
+def label_distribution(
+    ages: np.ndarray, num_classes: int = DEFAULT_NUM_CLASSES, sigma: float = 0.0
+) -> np.ndarray:
+    """The cross-entropy target, ``(N,) -> (N, K)``: one-hot on the rounded, clipped age for
+    ``sigma == 0`` (the paper); else a Gaussian of std ``sigma`` years around the clipped age,
+    normalised over the classes (the label-distribution target of DLDL, Gao et al. 2017)."""
+    if sigma < 0:
+        raise ValueError(f"label sigma must be 0 or more, got {sigma}")
+    ages = np.asarray(ages, dtype=np.float64)
+    if sigma == 0:
+        return np.eye(num_classes)[ages_to_classes(ages, num_classes)]
+    j = np.arange(num_classes, dtype=np.float64)
+    q = np.exp(-0.5 * ((j[None, :] - clip_ages(ages, num_classes)[:, None]) / sigma) ** 2)
+    return q / q.sum(axis=1, keepdims=True)
+
+
+def _terms(logits: np.ndarray, ages: np.ndarray, num_classes: int, sigma: float = 0.0):
     p = softmax(logits)
     j = np.arange(num_classes, dtype=np.float64)
     m = p @ j
     v = p @ (j**2) - m**2
-    cls = ages_to_classes(ages, num_classes)
+    q = label_distribution(ages, num_classes, sigma)
     y = clip_ages(ages, num_classes)
-    return p, j, m, v, cls, y
+    return p, j, m, v, q, y
 
 
 def mean_variance_loss(
@@ -93,6 +109,7 @@ def mean_variance_loss(
     ages: np.ndarray,
     lambda_mean: float = LAMBDA_MEAN,
     lambda_var: float = LAMBDA_VAR,
+    label_sigma: float = 0.0,
 ) -> float:
     """Softmax cross-entropy + λ1·½(m − y)² + λ2·Σ p_j (j − m)², averaged over the batch.
 
@@ -101,11 +118,13 @@ def mean_variance_loss(
         ages: (N,) true ages in years; the cross-entropy target is the rounded, clipped age.
         lambda_mean: weight λ1 of the mean loss (paper: 0.2).
         lambda_var: weight λ2 of the variance loss (paper: 0.05).
+        label_sigma: 0 (the paper): one-hot target; else the cross-entropy is taken against a
+            Gaussian of this std around the age (:func:`label_distribution`).
     """
     logits, ages = _check(logits, ages)
-    n, k = logits.shape
-    p, _, m, v, cls, y = _terms(logits, ages, k)
-    ce = -np.log(np.maximum(p[np.arange(n), cls], 1e-300))
+    k = logits.shape[1]
+    p, _, m, v, q, y = _terms(logits, ages, k, label_sigma)
+    ce = -np.sum(q * np.log(np.maximum(p, 1e-300)), axis=1)
     return float(np.mean(ce + lambda_mean * 0.5 * (m - y) ** 2 + lambda_var * v))
 
 
@@ -114,24 +133,18 @@ def mean_variance_grad(
     ages: np.ndarray,
     lambda_mean: float = LAMBDA_MEAN,
     lambda_var: float = LAMBDA_VAR,
+    label_sigma: float = 0.0,
 ) -> np.ndarray:
     """Analytic gradient of :func:`mean_variance_loss` with respect to the logits, (N, K).
 
-    With p = softmax(z), m = Σ j p_j and v = Σ p_j (j − m)²:
-    ∂CE/∂z_k = p_k − [k = y],  ∂m/∂z_k = p_k (k − m),  ∂v/∂z_k = p_k ((k − m)² − v).
+    With p = softmax(z), target q (Σ q = 1), m = Σ j p_j and v = Σ p_j (j − m)²:
+    ∂CE/∂z_k = p_k − q_k,  ∂m/∂z_k = p_k (k − m),  ∂v/∂z_k = p_k ((k − m)² − v).
     """
     logits, ages = _check(logits, ages)
     n, k = logits.shape
-    p, j, m, v, cls, y = _terms(logits, ages, k)
-    onehot = np.zeros_like(p)
-    onehot[np.arange(n), cls] = 1.0
+    p, j, m, v, q, y = _terms(logits, ages, k, label_sigma)
     dev = j[None, :] - m[:, None]
-    grad = (
-        p
-        - onehot
-        + lambda_mean * (m - y)[:, None] * p * dev
-        + lambda_var * p * (dev**2 - v[:, None])
-    )
+    grad = p - q + lambda_mean * (m - y)[:, None] * p * dev + lambda_var * p * (dev**2 - v[:, None])
     return grad / n
 
 
@@ -215,3 +228,15 @@ def decode_outputs(
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     return expected_age(outputs), age_std(outputs / temperature)
+
+
+def check_label_sigma(loss_name: str, label_sigma: float) -> None:
+    """A label-distribution width is for the distribution losses only, and not negative."""
+    spec = loss_spec(loss_name)
+    if label_sigma < 0:
+        raise ValueError(f"loss.label_sigma must be 0 or more, got {label_sigma}")
+    if label_sigma > 0 and not spec.distribution:
+        raise ValueError(
+            f"loss.label_sigma={label_sigma} needs a distribution loss; {loss_name!r} regresses "
+            "one number"
+        )

@@ -43,3 +43,15 @@ def test_unknown_preset_and_key(tmp_path):
     bad.write_text("optim:\n  learning_rate: 0.1\n")
     with pytest.raises(ValueError, match="learning_rate"):
         load_config(str(bad))
+
+
+def test_a_run_made_before_a_setting_existed_still_resumes_with_its_default():
+    from common.config import comparable, to_dict
+
+    now = to_dict(Config())
+    older = to_dict(Config())
+    del older["loss"]["label_sigma"], older["optim"]["band_balance"]
+    assert comparable(older) == comparable(now)
+    changed = to_dict(load_config(None, ["optim.band_balance=0.5"]))
+    assert comparable(changed) != comparable(now)
+    assert comparable({"optim": {"gone": 1}}) != comparable(now)

@@ -102,3 +102,29 @@ def test_every_loss_of_the_table_has_an_implementation_that_matches_its_referenc
     got = float(losses.make_loss(name)(ages, outputs))
     assert got == pytest.approx(spec.reference(outputs, ages), rel=1e-4)
     assert set(losses.IMPLEMENTATIONS) == set(ref.LOSSES)
+
+
+def test_label_distribution_target_matches_the_reference():
+    lambdas = (0.2, 0.05)
+    rng = np.random.default_rng(3)
+    logits_np = rng.normal(0, 3, (6, 101))
+    ages_np = rng.uniform(0, 100, 6).round(1)
+    value, grad = _value_and_grad(
+        lambda z, y: losses.mean_variance_loss(z, y, *lambdas, label_sigma=2.5), logits_np, ages_np
+    )
+    assert value == pytest.approx(
+        ref.mean_variance_loss(logits_np, ages_np, *lambdas, label_sigma=2.5), abs=1e-6
+    )
+    np.testing.assert_allclose(
+        grad.numpy(),
+        ref.mean_variance_grad(logits_np, ages_np, *lambdas, label_sigma=2.5),
+        atol=1e-5,
+    )
+    wrapped = losses.make_loss("mean_variance", *lambdas, label_sigma=2.5)
+    assert wrapped.get_config()["label_sigma"] == 2.5
+    assert float(wrapped(ages_np[:, None], logits_np)) == pytest.approx(value, rel=1e-5)
+    soft = losses.make_loss("softmax", label_sigma=2.5)
+    assert type(soft).from_config(soft.get_config()).label_sigma == 2.5
+    assert float(soft(ages_np, logits_np)) == pytest.approx(
+        ref.mean_variance_loss(logits_np, ages_np, 0, 0, label_sigma=2.5), rel=1e-5
+    )

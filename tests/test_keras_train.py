@@ -58,10 +58,21 @@ def test_learns_synthetic_ages(tmp_path):
     assert metrics["test_mae"] < 0.6 * baseline, (metrics["test_mae"], baseline)
 
 
-@pytest.mark.parametrize("loss", ["softmax", "l2"])
-def test_other_losses_run_end_to_end(loss, tmp_path):
+@pytest.mark.parametrize(
+    "loss, extra",
+    [
+        ("softmax", ()),
+        ("l2", ()),
+        ("mean_variance", ("loss.label_sigma=2", "optim.band_balance=0.5")),
+    ],
+)
+def test_other_losses_run_end_to_end(loss, extra, tmp_path):
     cfg, faces, fold, digest = _setup(
-        f"loss.name={loss}", "optim.epochs=1", "max_steps_per_epoch=2", "data.synthetic_persons=16"
+        f"loss.name={loss}",
+        "optim.epochs=1",
+        "max_steps_per_epoch=2",
+        "data.synthetic_persons=16",
+        *extra,
     )
     metrics = train.fit(cfg, faces, fold, digest, tmp_path, progress=False)
     assert metrics["loss"] == loss and np.isfinite(metrics["test_mae"])
@@ -239,3 +250,16 @@ def test_the_train_step_is_compiled_on_jax_and_xla_stays_opt_in_on_tensorflow(mo
     assert train._jit_compile(cfg, gpus=1) is False
     assert train._jit_compile(load_config(None, ["xla=true"]), gpus=1) is True
     assert train._jit_compile(load_config(None, ["xla=true"]), gpus=0) is False
+
+
+def test_balanced_batches_follow_the_common_order():
+    from common.sampling import epoch_order
+
+    faces = load_faces(load_config(None, TINY).data)
+    idx = np.arange(0, 96)
+    batches = train.FaceBatches(
+        faces.images, faces.ages, idx, 32, shuffle=True, seed=2, band_balance=1.0
+    )
+    want = epoch_order(idx, faces.ages[idx], 2, 0, 1.0)
+    got = np.concatenate([batches[i][1] for i in range(len(batches))])
+    np.testing.assert_array_equal(got, faces.ages[want].astype(np.float32))

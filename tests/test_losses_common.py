@@ -78,3 +78,41 @@ def test_loss_table_describes_each_loss_once():
         losses.loss_spec("focal")
     age, std = losses.decode_outputs(np.array([[5.0], [7.0]]), "l2")
     assert age.tolist() == [5.0, 7.0] and np.isnan(std).all()
+
+
+def test_label_distribution_grad_matches_finite_differences():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 2, (4, 12))
+    ages = np.array([0.0, 3.0, 7.4, 11.0])
+    analytic = losses.mean_variance_grad(logits, ages, 0.2, 0.05, label_sigma=1.5)
+    numeric = _numeric_grad(
+        lambda z: losses.mean_variance_loss(z, ages, 0.2, 0.05, label_sigma=1.5), logits
+    )
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_label_distribution_is_a_gaussian_around_the_age_and_one_hot_at_zero_width():
+    q = losses.label_distribution(np.array([20.0, 0.0, 30.4]), 101, sigma=2.0)
+    np.testing.assert_allclose(q.sum(axis=1), 1.0)
+    assert q[0].argmax() == 20 and q[0, 18] == pytest.approx(q[0, 22])
+    assert q[0, 18] / q[0, 20] == pytest.approx(np.exp(-0.5))
+    assert q[1].argmax() == 0 and q[1, 1] < q[1, 0]  # cut at the first class, renormalised
+    assert (q[2] @ np.arange(101)) == pytest.approx(30.4, abs=1e-6)  # centred on the exact age
+    np.testing.assert_array_equal(
+        losses.label_distribution(np.array([20.4, 200.0]), 101, 0.0),
+        np.eye(101)[[20, 100]],
+    )
+    # A very narrow Gaussian is the one-hot target of the paper.
+    logits = np.random.default_rng(0).normal(size=(3, 101))
+    ages = np.array([3.0, 40.0, 77.0])
+    assert losses.mean_variance_loss(logits, ages, label_sigma=0.05) == pytest.approx(
+        losses.mean_variance_loss(logits, ages), abs=1e-9
+    )
+
+
+def test_label_sigma_is_refused_where_it_means_nothing():
+    with pytest.raises(ValueError, match="0 or more"):
+        losses.check_label_sigma("mean_variance", -1.0)
+    with pytest.raises(ValueError, match="distribution loss"):
+        losses.check_label_sigma("l2", 2.0)
+    losses.check_label_sigma("softmax", 2.0)

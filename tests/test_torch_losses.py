@@ -70,3 +70,23 @@ def test_every_loss_of_the_table_has_an_implementation_that_matches_its_referenc
     got = losses.make_loss(name)(torch.from_numpy(outputs), torch.from_numpy(ages)).item()
     assert got == pytest.approx(spec.reference(outputs, ages), rel=1e-9)
     assert set(losses.IMPLEMENTATIONS) == set(ref.LOSSES)
+
+
+@pytest.mark.parametrize("name, lambdas", [("mean_variance", (0.2, 0.05)), ("softmax", (0, 0))])
+def test_label_distribution_target_matches_the_reference(name, lambdas):
+    rng = np.random.default_rng(3)
+    logits_np = rng.normal(0, 3, (6, 101))
+    ages_np = rng.uniform(0, 100, 6).round(1)
+    logits = torch.tensor(logits_np, dtype=torch.float64, requires_grad=True)
+    value = losses.make_loss(name, *lambdas, label_sigma=2.5)(logits, torch.tensor(ages_np))
+    value.backward()
+    assert value.item() == pytest.approx(
+        ref.mean_variance_loss(logits_np, ages_np, *lambdas, label_sigma=2.5), abs=1e-6
+    )
+    np.testing.assert_allclose(
+        logits.grad.numpy(),
+        ref.mean_variance_grad(logits_np, ages_np, *lambdas, label_sigma=2.5),
+        atol=1e-6,
+    )
+    with pytest.raises(ValueError, match="distribution loss"):
+        losses.make_loss("l2", label_sigma=2.5)

@@ -47,10 +47,21 @@ def test_learns_synthetic_ages(tmp_path):
     assert metrics["test_mae"] < 0.6 * baseline, (metrics["test_mae"], baseline)
 
 
-@pytest.mark.parametrize("loss", ["softmax", "l2"])
-def test_other_losses_run_end_to_end(loss, tmp_path):
+@pytest.mark.parametrize(
+    "loss, extra",
+    [
+        ("softmax", ()),
+        ("l2", ()),
+        ("mean_variance", ("loss.label_sigma=2", "optim.band_balance=0.5")),
+    ],
+)
+def test_other_losses_run_end_to_end(loss, extra, tmp_path):
     cfg, faces, fold, digest = _setup(
-        f"loss.name={loss}", "optim.epochs=1", "max_steps_per_epoch=2", "data.synthetic_persons=16"
+        f"loss.name={loss}",
+        "optim.epochs=1",
+        "max_steps_per_epoch=2",
+        "data.synthetic_persons=16",
+        *extra,
     )
     metrics = train.fit(cfg, faces, fold, digest, tmp_path, progress=False)
     assert metrics["loss"] == loss and np.isfinite(metrics["test_mae"])

@@ -10,6 +10,7 @@ import numpy as np
 
 from common.cache import FaceArrays
 from common.losses import decode_outputs
+from common.sampling import epoch_order
 
 
 class FaceBatches(keras.utils.PyDataset):
@@ -24,10 +25,12 @@ class FaceBatches(keras.utils.PyDataset):
         shuffle: bool = False,
         seed: int = 0,
         max_batches: int = 0,
+        band_balance: float = 0.0,
     ):
         super().__init__()
         self.images, self.ages, self.idx = images, ages, np.asarray(idx)
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
+        self.band_balance = band_balance
         n = len(self.idx) // batch_size if shuffle else -(-len(self.idx) // batch_size)
         self.n = max(1, min(n, max_batches) if max_batches else n)
         self.order = self._order()
@@ -35,7 +38,8 @@ class FaceBatches(keras.utils.PyDataset):
     def _order(self) -> np.ndarray:
         if not self.shuffle:
             return self.idx
-        return self.idx[np.random.default_rng([self.seed, self.epoch]).permutation(len(self.idx))]
+        ages = self.ages[self.idx]
+        return epoch_order(self.idx, ages, self.seed, self.epoch, self.band_balance)
 
     def __len__(self) -> int:
         return self.n

@@ -15,7 +15,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from common.losses import LAMBDA_MEAN, LAMBDA_VAR, loss_spec
+from common.losses import LAMBDA_MEAN, LAMBDA_VAR, check_label_sigma
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -46,6 +46,7 @@ def mean_variance_loss(
     lambda_mean: float = LAMBDA_MEAN,
     lambda_var: float = LAMBDA_VAR,
     reduction: str = "mean",
+    label_sigma: float = 0.0,
 ):
     """Softmax CE + λ1·½(m − y)² + λ2·Σ p_j (j − m)² (Pan et al., CVPR 2018).
 
@@ -53,6 +54,8 @@ def mean_variance_loss(
         logits: (N, K) scores over ages 0..K-1.
         ages: (N,) true ages in years; CE uses the rounded age clipped into 0..K-1.
         reduction: ``mean`` over the batch (the paper), ``sum`` or ``none``.
+        label_sigma: > 0: CE against a Gaussian of this std around the age instead
+            (``common.losses.label_distribution``).
     """
     logits = ops.convert_to_tensor(logits)
     ages = ops.convert_to_tensor(ages)
@@ -64,15 +67,17 @@ def mean_variance_loss(
     y = ops.clip(ops.cast(ages, logits.dtype), 0, k - 1)
     m = ops.sum(p * j, axis=-1)
     v = ops.sum(p * j * j, axis=-1) - m * m
-    ce = -ops.sum(
-        ops.one_hot(ops.cast(ops.round(y), "int32"), k, dtype=logits.dtype) * logp, axis=-1
-    )
+    if label_sigma > 0:
+        q = ops.softmax(-0.5 * ((j[None, :] - y[:, None]) / label_sigma) ** 2, axis=-1)
+    else:
+        q = ops.one_hot(ops.cast(ops.round(y), "int32"), k, dtype=logits.dtype)
+    ce = -ops.sum(q * logp, axis=-1)
     return _reduce(ce + lambda_mean * 0.5 * (m - y) ** 2 + lambda_var * v, reduction)
 
 
-def softmax_loss(logits, ages, reduction: str = "mean"):
+def softmax_loss(logits, ages, reduction: str = "mean", label_sigma: float = 0.0):
     """Cross-entropy on the rounded age class only; the prediction is still the expectation."""
-    return mean_variance_loss(logits, ages, 0.0, 0.0, reduction)
+    return mean_variance_loss(logits, ages, 0.0, 0.0, reduction, label_sigma)
 
 
 def l2_loss(outputs, ages, reduction: str = "mean"):
@@ -102,13 +107,18 @@ class _AgeLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="agezoo")
 class MeanVarianceLoss(_AgeLoss):
-    def __init__(self, lambda_mean=LAMBDA_MEAN, lambda_var=LAMBDA_VAR, **kwargs):
+    def __init__(self, lambda_mean=LAMBDA_MEAN, lambda_var=LAMBDA_VAR, label_sigma=0.0, **kwargs):
         super().__init__(**kwargs)
-        self.lambda_mean, self.lambda_var = lambda_mean, lambda_var
+        self.lambda_mean, self.lambda_var, self.label_sigma = lambda_mean, lambda_var, label_sigma
 
     def call(self, y_true, y_pred):
         return mean_variance_loss(
-            y_pred, ops.reshape(y_true, (-1,)), self.lambda_mean, self.lambda_var, reduction="none"
+            y_pred,
+            ops.reshape(y_true, (-1,)),
+            self.lambda_mean,
+            self.lambda_var,
+            reduction="none",
+            label_sigma=self.label_sigma,
         )
 
     def get_config(self):
@@ -116,12 +126,22 @@ class MeanVarianceLoss(_AgeLoss):
             **super().get_config(),
             "lambda_mean": self.lambda_mean,
             "lambda_var": self.lambda_var,
+            "label_sigma": self.label_sigma,
         }
 
 
 @keras.saving.register_keras_serializable(package="agezoo")
 class SoftmaxLoss(_AgeLoss):
-    fn = staticmethod(softmax_loss)
+    def __init__(self, label_sigma=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.label_sigma = label_sigma
+
+    def call(self, y_true, y_pred):
+        y = ops.reshape(y_true, (-1,))
+        return softmax_loss(y_pred, y, reduction="none", label_sigma=self.label_sigma)
+
+    def get_config(self):
+        return {**super().get_config(), "label_sigma": self.label_sigma}
 
 
 @keras.saving.register_keras_serializable(package="agezoo")
@@ -129,15 +149,21 @@ class L2Loss(_AgeLoss):
     fn = staticmethod(l2_loss)
 
 
-# One implementation per entry of common.losses.LOSSES (a test checks that they match).
+# One implementation per entry of common.losses.LOSSES (a test checks that they match), built
+# from (lambda_mean, lambda_var, label_sigma).
 IMPLEMENTATIONS = {
-    "mean_variance": MeanVarianceLoss,
-    "softmax": lambda lambda_mean, lambda_var: SoftmaxLoss(),
-    "l2": lambda lambda_mean, lambda_var: L2Loss(),
+    "mean_variance": lambda lm, lv, sigma: MeanVarianceLoss(lm, lv, sigma),
+    "softmax": lambda lm, lv, sigma: SoftmaxLoss(sigma),
+    "l2": lambda lm, lv, sigma: L2Loss(),
 }
 
 
-def make_loss(name: str, lambda_mean: float = LAMBDA_MEAN, lambda_var: float = LAMBDA_VAR):
+def make_loss(
+    name: str,
+    lambda_mean: float = LAMBDA_MEAN,
+    lambda_var: float = LAMBDA_VAR,
+    label_sigma: float = 0.0,
+):
     """The Keras loss a config names."""
-    loss_spec(name)  # an unknown name fails with the list of known ones
-    return IMPLEMENTATIONS[name](lambda_mean, lambda_var)
+    check_label_sigma(name, label_sigma)  # and an unknown name fails with the known ones
+    return IMPLEMENTATIONS[name](lambda_mean, lambda_var, label_sigma)

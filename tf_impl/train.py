@@ -241,6 +241,7 @@ def fit(
         shuffle=True,
         seed=cfg.seed,
         max_batches=cfg.max_steps_per_epoch,
+        band_balance=cfg.optim.band_balance,
     )
     strategy = _strategy(gpus)
     scope = strategy.scope() if strategy else contextlib.nullcontext()
@@ -268,7 +269,9 @@ def fit(
         trainer = keras.Model(inputs, model(x), name="train")
         trainer.compile(
             optimizer=make_optimizer(cfg, len(train_data)),
-            loss=make_loss(cfg.loss.name, cfg.loss.lambda_mean, cfg.loss.lambda_var),
+            loss=make_loss(
+                cfg.loss.name, cfg.loss.lambda_mean, cfg.loss.lambda_var, cfg.loss.label_sigma
+            ),
             metrics=[age_mae_metric(cfg.loss.name)],
             jit_compile=_jit_compile(cfg, gpus),
         )

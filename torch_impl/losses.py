@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.losses import LAMBDA_MEAN, LAMBDA_VAR, loss_spec
+from common.losses import LAMBDA_MEAN, LAMBDA_VAR, check_label_sigma
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -46,6 +46,7 @@ def mean_variance_loss(
     lambda_mean: float = LAMBDA_MEAN,
     lambda_var: float = LAMBDA_VAR,
     reduction: str = "mean",
+    label_sigma: float = 0.0,
 ) -> torch.Tensor:
     """Softmax CE + λ1·½(m − y)² + λ2·Σ p_j (j − m)² (Pan et al., CVPR 2018).
 
@@ -53,6 +54,8 @@ def mean_variance_loss(
         logits: (N, K) scores over ages 0..K-1.
         ages: (N,) true ages in years; CE uses the rounded age clipped into 0..K-1.
         reduction: ``mean`` over the batch (the paper), ``sum`` or ``none``.
+        label_sigma: > 0: CE against a Gaussian of this std around the age instead
+            (``common.losses.label_distribution``).
     """
     _check(logits, ages, reduction)
     k = logits.shape[1]
@@ -62,13 +65,19 @@ def mean_variance_loss(
     y = ages.to(logits.dtype).clamp(0, k - 1)
     m = p @ j
     v = p @ (j**2) - m**2
-    ce = -logp.gather(1, y.round().long()[:, None])[:, 0]
+    if label_sigma > 0:
+        q = torch.softmax(-0.5 * ((j[None, :] - y[:, None]) / label_sigma) ** 2, dim=1)
+        ce = -(q * logp).sum(dim=1)
+    else:
+        ce = -logp.gather(1, y.round().long()[:, None])[:, 0]
     return _reduce(ce + lambda_mean * 0.5 * (m - y) ** 2 + lambda_var * v, reduction)
 
 
-def softmax_loss(logits: torch.Tensor, ages: torch.Tensor, reduction: str = "mean"):
+def softmax_loss(
+    logits: torch.Tensor, ages: torch.Tensor, reduction: str = "mean", label_sigma: float = 0.0
+):
     """Cross-entropy on the rounded age class only; the prediction is still the expectation."""
-    return mean_variance_loss(logits, ages, 0.0, 0.0, reduction)
+    return mean_variance_loss(logits, ages, 0.0, 0.0, reduction, label_sigma)
 
 
 def l2_loss(outputs: torch.Tensor, ages: torch.Tensor, reduction: str = "mean"):
@@ -81,21 +90,26 @@ def l2_loss(outputs: torch.Tensor, ages: torch.Tensor, reduction: str = "mean"):
 
 
 class MeanVarianceLoss(nn.Module):
-    def __init__(self, lambda_mean=LAMBDA_MEAN, lambda_var=LAMBDA_VAR, reduction="mean"):
+    def __init__(
+        self, lambda_mean=LAMBDA_MEAN, lambda_var=LAMBDA_VAR, reduction="mean", label_sigma=0.0
+    ):
         super().__init__()
         self.lambda_mean, self.lambda_var, self.reduction = lambda_mean, lambda_var, reduction
+        self.label_sigma = label_sigma
 
     def forward(self, logits, ages):
-        return mean_variance_loss(logits, ages, self.lambda_mean, self.lambda_var, self.reduction)
+        return mean_variance_loss(
+            logits, ages, self.lambda_mean, self.lambda_var, self.reduction, self.label_sigma
+        )
 
 
 class SoftmaxLoss(nn.Module):
-    def __init__(self, reduction="mean"):
+    def __init__(self, reduction="mean", label_sigma=0.0):
         super().__init__()
-        self.reduction = reduction
+        self.reduction, self.label_sigma = reduction, label_sigma
 
     def forward(self, logits, ages):
-        return softmax_loss(logits, ages, self.reduction)
+        return softmax_loss(logits, ages, self.reduction, self.label_sigma)
 
 
 class L2Loss(nn.Module):
@@ -107,15 +121,21 @@ class L2Loss(nn.Module):
         return l2_loss(outputs, ages, self.reduction)
 
 
-# One implementation per entry of common.losses.LOSSES (a test checks that they match).
+# One implementation per entry of common.losses.LOSSES (a test checks that they match), built
+# from (lambda_mean, lambda_var, label_sigma).
 IMPLEMENTATIONS = {
-    "mean_variance": MeanVarianceLoss,
-    "softmax": lambda lambda_mean, lambda_var: SoftmaxLoss(),
-    "l2": lambda lambda_mean, lambda_var: L2Loss(),
+    "mean_variance": lambda lm, lv, sigma: MeanVarianceLoss(lm, lv, label_sigma=sigma),
+    "softmax": lambda lm, lv, sigma: SoftmaxLoss(label_sigma=sigma),
+    "l2": lambda lm, lv, sigma: L2Loss(),
 }
 
 
-def make_loss(name: str, lambda_mean: float = LAMBDA_MEAN, lambda_var: float = LAMBDA_VAR):
+def make_loss(
+    name: str,
+    lambda_mean: float = LAMBDA_MEAN,
+    lambda_var: float = LAMBDA_VAR,
+    label_sigma: float = 0.0,
+):
     """The loss module a config names."""
-    loss_spec(name)  # an unknown name fails with the list of known ones
-    return IMPLEMENTATIONS[name](lambda_mean, lambda_var)
+    check_label_sigma(name, label_sigma)  # and an unknown name fails with the known ones
+    return IMPLEMENTATIONS[name](lambda_mean, lambda_var, label_sigma)

@@ -30,6 +30,7 @@ from common.config import Config, comparable, save_config, to_dict
 from common.losses import decode_outputs, loss_spec
 from common.results import TORCH_BEST as BEST
 from common.results import TORCH_LAST as CHECKPOINT
+from common.sampling import epoch_order
 from common.splits import Fold
 from torch_impl.checkpoint import load_checkpoint_file, save_checkpoint
 from torch_impl.losses import make_loss
@@ -108,7 +109,9 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(cfg, self.steps_per_epoch)
         )
-        self.loss_fn = make_loss(self.loss_name, cfg.loss.lambda_mean, cfg.loss.lambda_var)
+        self.loss_fn = make_loss(
+            self.loss_name, cfg.loss.lambda_mean, cfg.loss.lambda_var, cfg.loss.label_sigma
+        )
         self.mean, self.std = self.model.entry.mean, self.model.entry.std
 
     def _steps_per_epoch(self) -> int:
@@ -130,7 +133,16 @@ class Trainer:
         if self.cfg.model.freeze_backbone:
             self.model.backbone.eval()  # frozen BatchNorm statistics too
         gen = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
-        perm = torch.from_numpy(self.train_idx)[torch.randperm(len(self.train_idx), generator=gen)]
+        if self.cfg.optim.band_balance:
+            ages = self.faces.ages[self.train_idx]
+            order = epoch_order(
+                self.train_idx, ages, self.cfg.seed, epoch, self.cfg.optim.band_balance
+            )
+            perm = torch.from_numpy(order)
+        else:
+            perm = torch.from_numpy(self.train_idx)[
+                torch.randperm(len(self.train_idx), generator=gen)
+            ]
         perm = perm[self.rank :: self.world].to(self.device)
         bs = self.cfg.optim.batch_size
         total_loss = total_err = seen = 0.0
