@@ -131,6 +131,17 @@ def prediction_metrics(pred: np.ndarray, true: np.ndarray, std: np.ndarray) -> d
     return out
 
 
+def validation_metrics(val_outputs, val_ages, loss_name: str, temperature: float = 1.0) -> dict:
+    """The validation people's figures after calibration: those of ``prediction_metrics``, MAE
+    by age band (0-9 ... 70+) and their mean, each band weighing the same."""
+    pred, std = decode_outputs(val_outputs, loss_name, temperature)
+    out = prediction_metrics(pred, val_ages, std)
+    by_band = metrics.mae_by_band(pred, val_ages)
+    out["mae_by_band"] = by_band
+    out["band_mean"] = metrics.band_mean(by_band)
+    return out
+
+
 def calibrate_run(
     loss_name: str, val_outputs, val_ages, test_outputs=None, test_ages=None
 ) -> dict | None:
@@ -304,12 +315,13 @@ def evaluate_fold(
     t0 = time.perf_counter()
     test_out = outputs(test)
     eval_seconds = time.perf_counter() - t0
-    calibration = calibrate_run(
-        loss_name, outputs(val), faces.ages[val], test_out, faces.ages[test]
-    )
+    val_out = outputs(val)
+    calibration = calibrate_run(loss_name, val_out, faces.ages[val], test_out, faces.ages[test])
     temperature = calibration["temperature"] if calibration else 1.0
     pred, std = decode_outputs(test_out, loss_name, temperature) if len(test) else (None, None)
     metrics["calibration"] = calibration
+    if len(val):  # what model and recipe choices may look at: the validation people's figures
+        metrics["val"] = validation_metrics(val_out, faces.ages[val], loss_name, temperature)
     if keep_calibration is not None:
         keep_calibration(calibration)
     metrics = finish_run(run_dir, metrics, faces, test, pred, std, eval_seconds, write)

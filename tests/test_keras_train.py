@@ -76,6 +76,9 @@ def test_other_losses_run_end_to_end(loss, extra, tmp_path):
     )
     metrics = train.fit(cfg, faces, fold, digest, tmp_path, progress=False)
     assert metrics["loss"] == loss and np.isfinite(metrics["test_mae"])
+    val = metrics["val"]  # the validation people's own figures, for recipe choices
+    assert val["n"] == len(fold.indices(faces.persons)["val"])
+    assert val["band_mean"] == pytest.approx(np.mean([m for m, _ in val["mae_by_band"].values()]))
     preds = read_predictions(tmp_path / "predictions.csv")
     assert len(preds["expected_age"]) == len(fold.indices(faces.persons)["test"])
     assert np.isfinite(preds["std"]).all() == (loss != "l2")
