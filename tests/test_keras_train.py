@@ -266,3 +266,13 @@ def test_balanced_batches_follow_the_common_order():
     want = epoch_order(idx, faces.ages[idx], 2, 0, 1.0)
     got = np.concatenate([batches[i][1] for i in range(len(batches))])
     np.testing.assert_array_equal(got, faces.ages[want].astype(np.float32))
+
+
+def test_a_run_without_checkpoints_writes_none(tmp_path):
+    cfg, faces, fold, digest = _setup(
+        "optim.epochs=2", "max_steps_per_epoch=2", "data.synthetic_persons=16"
+    )
+    metrics = train.fit(cfg, faces, fold, digest, tmp_path, progress=False, checkpoints=False)
+    left = {p.name for p in tmp_path.iterdir()}
+    assert not left & {"backup", train.BEST_WEIGHTS, train.MODEL_FILE, "best.json"}, left
+    assert metrics["best_epoch"] in (0, 1) and np.isfinite(metrics["test_mae"])

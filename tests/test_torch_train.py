@@ -222,3 +222,15 @@ def test_a_damaged_checkpoint_is_named_and_never_loaded(tmp_path):
     with pytest.raises(ResumeError, match="last.pt: changed since it was written"):
         train.fit(cfg_resume, faces, fold, digest, tmp_path, progress=False)
     assert (tmp_path / "last.pt").read_bytes() == before
+
+
+def test_a_run_without_checkpoints_writes_none_and_picks_the_same_epoch(tmp_path):
+    cfg, faces, fold, digest = _setup(
+        "optim.epochs=2", "max_steps_per_epoch=2", "data.synthetic_persons=16"
+    )
+    with_files = train.fit(cfg, faces, fold, digest, tmp_path / "a", progress=False)
+    without = train.fit(cfg, faces, fold, digest, tmp_path / "b", progress=False, checkpoints=False)
+    assert {p.name for p in (tmp_path / "a").glob("*.pt")} == {"best.pt", "last.pt"}
+    assert not list((tmp_path / "b").glob("*.pt"))
+    assert without["best_epoch"] == with_files["best_epoch"]
+    assert without["test_mae"] == pytest.approx(with_files["test_mae"], abs=1e-4)

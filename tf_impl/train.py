@@ -97,8 +97,10 @@ class EpochRecorder(keras.callbacks.Callback):
         images_per_epoch: int,
         resume: bool,
         tb_writer=None,
+        keep_files: bool = True,
     ):
         super().__init__()
+        self.keep_files, self.best_weights = keep_files, None  # in memory when no files
         self.age_model, self.faces, self.val_idx = model_ref, faces, val_idx
         self.loss_name, self.run_dir, self.images_per_epoch = loss_name, run_dir, images_per_epoch
         self.best_file = run_dir / results.BEST_EPOCH
@@ -120,10 +122,14 @@ class EpochRecorder(keras.callbacks.Callback):
             logs["val_mae"] = val_mae
         if val_mae < self.best["val_mae"]:
             self.best = {"val_mae": val_mae, "epoch": epoch}
-            tmp = self.run_dir / f".tmp-{BEST_WEIGHTS}"
-            self.age_model.save_weights(tmp)
-            tmp.replace(self.run_dir / BEST_WEIGHTS)
-        results.atomic_write_json(self.best_file, self.best)
+            if self.keep_files:
+                tmp = self.run_dir / f".tmp-{BEST_WEIGHTS}"
+                self.age_model.save_weights(tmp)
+                tmp.replace(self.run_dir / BEST_WEIGHTS)
+            else:
+                self.best_weights = self.age_model.get_weights()
+        if self.keep_files:
+            results.atomic_write_json(self.best_file, self.best)
         logs = logs or {}
         self.log.append(
             {
@@ -205,8 +211,13 @@ def fit(
     fold_hash: str,
     run_dir: str | Path,
     progress: bool = True,
+    checkpoints: bool = True,
 ) -> dict:
-    """Trains on the fold's training people, picks the epoch by validation MAE, tests once."""
+    """Trains on the fold's training people, picks the epoch by validation MAE, tests once.
+
+    With ``checkpoints=False`` (throughput benchmarks) no backup, best weights or model file is
+    written, so the run cannot be resumed or used later: the best weights are kept in memory.
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
@@ -283,11 +294,12 @@ def fit(
         run_dir,
         len(train_data) * cfg.optim.batch_size,
         cfg.resume,
+        keep_files=checkpoints,
     )
     callbacks = [
         recorder,
         KeepFreedMemory(),
-        keras.callbacks.BackupAndRestore(str(backup)),
+        *([keras.callbacks.BackupAndRestore(str(backup))] if checkpoints else []),
         *_trackers(cfg, run_dir),
     ]
     if cfg.optim.early_stopping:
@@ -299,11 +311,14 @@ def fit(
         train_data, epochs=cfg.optim.epochs, callbacks=callbacks, verbose=1 if progress else 0
     )
     train_seconds = time.perf_counter() - t_train
-    if (run_dir / BEST_WEIGHTS).is_file():
+    if recorder.best_weights is not None:
+        model.set_weights(recorder.best_weights)
+    elif (run_dir / BEST_WEIGHTS).is_file():
         model.load_weights(run_dir / BEST_WEIGHTS)
-    tmp = run_dir / f".tmp-{MODEL_FILE}"
-    model.save(tmp)
-    tmp.replace(run_dir / MODEL_FILE)
+    if checkpoints:
+        tmp = run_dir / f".tmp-{MODEL_FILE}"
+        model.save(tmp)
+        tmp.replace(run_dir / MODEL_FILE)
     versions = {"keras": keras.__version__, "backend": keras.config.backend()}
     if keras.config.backend() == "tensorflow":
         import tensorflow as tf

@@ -259,10 +259,13 @@ def fit(
     fold_hash: str,
     run_dir: str | Path,
     progress: bool = True,
+    checkpoints: bool = True,
 ) -> dict:
     """Trains on the fold's training people, picks the epoch by validation MAE, tests once.
 
-    Writes the run folder (see ``common.results``) and returns the metrics dict.
+    Writes the run folder (see ``common.results``) and returns the metrics dict. With
+    ``checkpoints=False`` (throughput benchmarks) no checkpoint is written, so the run cannot be
+    resumed or used later: the best epoch's weights are kept in memory.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -300,7 +303,7 @@ def fit(
         save_config(cfg, run_dir / results.CONFIG)
     tb, wandb_run = _trackers(cfg, run_dir, rank)
     t_train = time.perf_counter()
-    stale = 0
+    stale, in_memory = 0, None
     for epoch in range(start, cfg.optim.epochs):
         stats = trainer.train_one_epoch(epoch, progress)
         val_mae = trainer.evaluate(trainer.val_idx)
@@ -312,11 +315,13 @@ def fit(
         }
         if val_mae < best["val_mae"]:
             best, stale = {"val_mae": val_mae, "epoch": epoch}, 0
-            if rank == 0:
+            if rank == 0 and checkpoints:
                 save_checkpoint(trainer.state(epoch, best, fold_hash), run_dir / BEST)
+            elif not checkpoints:
+                in_memory = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
         else:
             stale += 1
-        if rank == 0:
+        if rank == 0 and checkpoints:
             save_checkpoint(trainer.state(epoch, best, fold_hash), run_dir / CHECKPOINT)
             log.append(row)
             if tb:
@@ -339,7 +344,9 @@ def fit(
     if world > 1:
         dist.barrier()
     best_state = None
-    if (run_dir / BEST).is_file():
+    if in_memory is not None:
+        trainer.model.load_state_dict(in_memory)
+    elif (run_dir / BEST).is_file():
         best_state = load_checkpoint_file(run_dir / BEST, map_location=device)
         trainer.model.load_state_dict(best_state["model"])
     metrics = results.run_metrics(
