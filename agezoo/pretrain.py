@@ -34,19 +34,36 @@ from common.config import load_config, to_dict
 from common.predictor import ModelCard
 from common.results import atomic_write_json, atomic_write_text
 
-PRESETS = {"aaf": "pretrain-aaf", "general": "general", "release": "release"}
+PRESETS = {
+    "aaf": "pretrain-aaf",
+    "aaf-appa": "pretrain-aaf-appa",
+    "general": "general",
+    "release": "release",
+}
+WEIGHTS_ONLY = ("aaf", "aaf-appa")  # published as weights to start from (model.weights=KIND)
 # Models with ImageNet weights to start from (here: MobileNetV2) take pretrain-aaf; the others
 # train from scratch, which needs a longer schedule.
 SCRATCH_PRESET = "pretrain-aaf-scratch"
 DATA = {
     "aaf": "All-Age-Faces (half-resolution copy), deduplicated: byte-identical files kept once, "
     "groups with conflicting ages dropped; official split, val.txt people as test",
+    "aaf-appa": "All-Age-Faces (deduplicated) + APPA (ChaLearn LAP 2016 train + valid, apparent "
+    "ages), every face aligned by the default detector; AAF's official test people and APPA's "
+    "valid split held out as the test set; validation people drawn from the rest. No FG-NET.",
     "general": "All-Age-Faces (deduplicated) + all 1002 FG-NET images; validation people drawn "
     "from both; no test set. It has seen every FG-NET person: NEVER score it on FG-NET.",
     "release": "All-Age-Faces (deduplicated) + APPA (ChaLearn LAP 2016 train + valid, apparent "
     "ages) + all 1002 FG-NET images, every face aligned by the default detector; AAF's official "
     "test people and APPA's valid split held out as the test set; validation people drawn from "
     "the rest. It has seen every FG-NET person: NEVER score it on FG-NET.",
+}
+
+# The data sets whose terms a published model inherits.
+TERMS = {
+    "aaf": "All-Age-Faces",
+    "aaf-appa": "All-Age-Faces; ChaLearn LAP 2016 / APPA-REAL",
+    "general": "All-Age-Faces; FG-NET",
+    "release": "All-Age-Faces; ChaLearn LAP 2016 / APPA-REAL; FG-NET",
 }
 
 
@@ -108,7 +125,7 @@ def publish(run_dir: str | Path, framework: str, dest: str | Path, kind: str = "
     arch, size = cfg["model"]["name"], cfg["data"]["size"]
     dest.mkdir(parents=True, exist_ok=True)
     tmp = dest / f".{kind}-{framework}-{arch}.tmp"
-    if framework == "torch" and kind == "aaf":
+    if framework == "torch" and kind in WEIGHTS_ONLY:
         import torch
 
         state = (
@@ -119,7 +136,7 @@ def publish(run_dir: str | Path, framework: str, dest: str | Path, kind: str = "
     elif framework == "torch":
         shutil.copyfile(run_dir / results.TORCH_BEST, tmp)
         suffix = ".pt"
-    elif kind == "aaf":
+    elif kind in WEIGHTS_ONLY:
         shutil.copyfile(run_dir / results.KERAS_BEST_WEIGHTS, tmp)
         suffix = ".weights.h5"
     else:
@@ -149,7 +166,8 @@ def publish(run_dir: str | Path, framework: str, dest: str | Path, kind: str = "
         "weights_file": weights_file.name,
         "sha256": sha,
         "date": time.strftime("%Y-%m-%d"),
-        "licence": "research use only (All-Age-Faces; ImageNet terms when initialised from it)",
+        "licence": f"research and non-commercial use only ({TERMS[kind]}; ImageNet terms when "
+        "initialised from it)",
     }
     atomic_write_json(dest / f"{stem}.card.json", card)
     atomic_write_text(dest / f"{stem}.card.md", card_markdown(card))
@@ -159,9 +177,13 @@ def publish(run_dir: str | Path, framework: str, dest: str | Path, kind: str = "
 def initialised_from(weights: str, pretrained: bool) -> str:
     if not pretrained:
         return "scratch"
-    return {"aaf": "AAF-pretrained weights", "imagenet": "ImageNet", "auto": "ImageNet"}.get(
-        weights, weights
-    )
+    named = {
+        "aaf": "AAF-pretrained weights",
+        "aaf-appa": "AAF + APPA-pretrained weights",
+        "imagenet": "ImageNet",
+        "auto": "ImageNet",
+    }
+    return named.get(weights, weights)
 
 
 def card_markdown(card: dict) -> str:
@@ -229,7 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trained {run_dir}; release it with: python -m agezoo.release {run_dir}")
         return 0
     card = publish(run_dir, args.framework, weights.trained_weights_dir(), args.kind)
-    use = "model.weights=aaf" if args.kind == "aaf" else "agezoo predict (the default model)"
+    use = (
+        f"model.weights={args.kind}"
+        if args.kind in WEIGHTS_ONLY
+        else "agezoo predict (the default model)"
+    )
     print(
         f"published {card['weights_file']} (validation MAE {card['val_mae']:.2f}) in "
         f"{weights.trained_weights_dir()}; use it with {use}"

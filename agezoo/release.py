@@ -42,6 +42,10 @@ INITIALISED_FROM = {
     "aaf": "AAF-pretrained MobileNetV2 (make pretrain), itself from ImageNet",
     "aaf-torch": "the PyTorch AAF-pretrained MobileNetV2 (make pretrain), ported to Keras; "
     "itself from ImageNet",
+    "aaf-appa": "AAF + APPA-pretrained MobileNetV2 (agezoo.pretrain --kind aaf-appa), itself "
+    "from ImageNet",
+    "aaf-appa-torch": "the PyTorch AAF + APPA-pretrained MobileNetV2 (agezoo.pretrain --kind "
+    "aaf-appa), ported to Keras; itself from ImageNet",
 }
 TERMS = {
     "All-Age-Faces": "research use only (https://github.com/JingchunCheng/All-Age-Faces-Dataset)",

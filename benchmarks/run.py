@@ -195,15 +195,15 @@ def finished(path: Path) -> bool:
 
 
 def start_weights(cell: Cell) -> str | None:
-    """The trained weights file a cell starts from (its name carries its hash), for ``aaf``.
+    """The age-pretrained weights file a cell starts from (its name carries its hash).
 
     Weights pretrained again give other results; a resumed or merged matrix must not mix them.
     """
-    if cell.weights != "aaf":
-        return None
     import weights
 
-    return weights.aaf_weights(cell.framework, cell.model).name
+    if cell.weights not in weights.PRETRAINED_KINDS:
+        return None
+    return weights.aaf_weights(cell.framework, cell.model, cell.weights).name
 
 
 def check_start(out: Path, cell_id: str, start: str | None) -> None:

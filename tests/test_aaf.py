@@ -306,3 +306,36 @@ def test_design_card_models_pretrain_from_scratch_preset():
         cfg = load_config(preset_for("aaf", model), [f"model.name={model}"])
         assert cfg.model.weights == "none" and cfg.data.dataset == "aaf"
         assert cfg.protocol.kind == "official"
+
+
+def test_each_kind_of_pretrained_weights_is_found_by_its_own_name(tmp_path, monkeypatch):
+    import hashlib
+    import json
+
+    import weights
+
+    monkeypatch.setenv("AGEZOO_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setenv("AGEZOO_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(weights.WeightsUnavailableError, match="--kind aaf-appa"):
+        weights.aaf_weights("torch", "mobilenet_v2", "aaf-appa")
+    for kind in ("aaf", "aaf-appa"):
+        data = kind.encode()
+        sha = hashlib.sha256(data).hexdigest()
+        stem = f"{kind}-torch-mobilenet_v2-112px-{sha[:8]}"
+        (tmp_path / f"{stem}.pt").write_bytes(data)
+        card = {"weights_file": f"{stem}.pt", "sha256": sha}
+        (tmp_path / f"{stem}.card.json").write_text(json.dumps(card))
+    for kind in ("aaf", "aaf-appa"):
+        found = weights.aaf_weights("torch", "mobilenet_v2", kind)
+        assert found.read_bytes() == kind.encode()
+    with pytest.raises(ValueError, match="unknown pretrained weights"):
+        weights.aaf_weights("torch", "mobilenet_v2", "imagenet")
+
+
+def test_aaf_appa_pretraining_never_sees_fgnet():
+    from agezoo.pretrain import preset_for
+    from common.config import load_config
+
+    cfg = load_config(preset_for("aaf-appa", "mobilenet_v2"))
+    assert cfg.data.dataset == "aaf+appa" and "fgnet" not in cfg.data.dataset
+    assert cfg.protocol.kind == "official" and not cfg.data.landmarks

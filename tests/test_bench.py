@@ -290,7 +290,9 @@ def test_aaf_presets_run_one_fold_in_both_frameworks(name, tmp_path, monkeypatch
     torch.manual_seed(0)
     torch.save(torch_model("mobilenet_v2", 101, "none", size).state_dict(), files["torch"])
     keras_model("mobilenet_v2", 101, "none", size).save_weights(files["keras"])
-    monkeypatch.setattr(weights, "aaf_weights", lambda framework, arch: files[framework])
+    monkeypatch.setattr(
+        weights, "aaf_weights", lambda framework, arch, kind="aaf": files[framework]
+    )
 
     preset = bench.load_preset(name)
     preset["data"] = {**FROZEN["data"], "size": size, "synthetic_persons": 6}

@@ -165,8 +165,8 @@ def create_model(
         num_classes: K logits for the distribution losses, 1 for L2 regression.
         weights: ``imagenet``, ``auto`` (ImageNet when it can be had, else from scratch after a
             warning), ``none``, ``aaf`` (the AAF-pretrained age model of ``make pretrain``),
-            ``aaf-torch`` (the PyTorch one, ported; needs PyTorch), or a ``.keras`` /
-            ``.weights.h5`` file.
+            ``aaf-appa`` (pretrained on AAF + APPA), ``aaf-torch`` / ``aaf-appa-torch`` (the
+            PyTorch ones, ported; needs PyTorch), or a ``.keras`` / ``.weights.h5`` file.
         input_size: the network's input side (default: the entry's).
         data_size: the side of the images fed in (default: ``input_size``); resized inside.
     """
@@ -194,13 +194,18 @@ def create_model(
     features = backbone(x)
     outputs = layers.Dense(num_classes, dtype="float32", name="age_head")(features)
     model = keras.Model(inputs, outputs, name=f"agezoo_{name}")
-    if weights == "aaf-torch":  # the PyTorch AAF age model, ported: both frameworks start equal
-        port_torch_age_model(
-            read_torch_state(weight_registry.aaf_weights("torch", name)), name, model
-        )
+    kinds = weight_registry.PRETRAINED_KINDS
+    if weights.endswith("-torch") and weights.removesuffix("-torch") in kinds:
+        # The PyTorch age-pretrained model, ported: both frameworks start equal.
+        torch_file = weight_registry.aaf_weights("torch", name, weights.removesuffix("-torch"))
+        port_torch_age_model(read_torch_state(torch_file), name, model)
         pretrained = True
     elif weights not in ("imagenet", "auto", "none"):
-        path = weight_registry.aaf_weights("keras", name) if weights == "aaf" else Path(weights)
+        path = (
+            weight_registry.aaf_weights("keras", name, weights)
+            if weights in kinds
+            else Path(weights)
+        )
         if not path.is_file():
             raise FileNotFoundError(f"weights file {path} not found")
         _load_age_weights(model, path, name, input_size, data_size)

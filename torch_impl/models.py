@@ -161,7 +161,11 @@ def create_model(
         net.aux_logits, net.AuxLogits = False, None
     model = AgeModel(entry, net, num_classes)
     if weights not in ("imagenet", "auto", "none"):
-        path = weight_registry.aaf_weights("torch", name) if weights == "aaf" else Path(weights)
+        path = (
+            weight_registry.aaf_weights("torch", name, weights)
+            if weights in weight_registry.PRETRAINED_KINDS
+            else Path(weights)
+        )
         if not path.is_file():
             raise FileNotFoundError(f"weights file {path} not found")
         state = _load_state_dict(path)

@@ -283,19 +283,35 @@ def _age_offline(entry: WeightsEntry, reason: str) -> str:
 # ------------------------------------------------------------------ AAF-pretrained backbones
 
 
-def aaf_weights(framework: str, arch: str) -> Path:
-    """The newest AAF-pretrained weights for this framework and architecture, hash-checked.
+# model.weights names of the age-pretrained weights agezoo.pretrain publishes, and how to make
+# them: AAF alone (make pretrain), AAF + APPA (never FG-NET: the LOPO models start there).
+PRETRAINED_KINDS = {
+    "aaf": ("AAF", "make pretrain FRAMEWORK={framework} MODEL={arch}", "AGEZOO_AAF_DIR"),
+    "aaf-appa": (
+        "AAF + APPA",
+        "python -m agezoo.pretrain --kind aaf-appa --framework {framework} --model {arch}",
+        "AGEZOO_AAF_DIR and AGEZOO_APPA_DIR",
+    ),
+}
 
-    Looks for ``aaf-FRAMEWORK-ARCH-*.card.json`` (written by ``make pretrain``) in
+
+def aaf_weights(framework: str, arch: str, kind: str = "aaf") -> Path:
+    """The newest age-pretrained weights of a kind (``PRETRAINED_KINDS``) for this framework
+    and architecture, hash-checked.
+
+    Looks for ``KIND-FRAMEWORK-ARCH-*.card.json`` (written by ``agezoo.pretrain``) in
     ``$AGEZOO_WEIGHTS_DIR`` and the cache; the weights file its card names must match its hash.
     """
+    if kind not in PRETRAINED_KINDS:
+        raise ValueError(f"unknown pretrained weights {kind!r}; known: {list(PRETRAINED_KINDS)}")
+    data, command, needs = PRETRAINED_KINDS[kind]
     dirs = [d for d in (weights_dirs()[0], trained_weights_dir()) if d.is_dir()]
-    cards = [c for d in dirs for c in d.glob(f"aaf-{framework}-{arch}-*.card.json")]
+    cards = [c for d in dirs for c in d.glob(f"{kind}-{framework}-{arch}-*.card.json")]
     if not cards:
         where = " or ".join(str(d) for d in dirs) or str(trained_weights_dir())
         raise WeightsUnavailableError(
-            f"no AAF-pretrained {framework} {arch} weights in {where}; train them with "
-            f"`make pretrain FRAMEWORK={framework} MODEL={arch}` (needs AGEZOO_AAF_DIR)"
+            f"no {data}-pretrained {framework} {arch} weights in {where}; train them with "
+            f"`{command.format(framework=framework, arch=arch)}` (needs {needs})"
         )
     return _file_of_card(max(cards, key=lambda c: c.stat().st_mtime))
 
