@@ -276,3 +276,4 @@ def test_a_run_without_checkpoints_writes_none(tmp_path):
     left = {p.name for p in tmp_path.iterdir()}
     assert not left & {"backup", train.BEST_WEIGHTS, train.MODEL_FILE, "best.json"}, left
     assert metrics["best_epoch"] in (0, 1) and np.isfinite(metrics["test_mae"])
+    assert metrics["epochs_run"] == 2  # the log is kept

@@ -233,4 +233,5 @@ def test_a_run_without_checkpoints_writes_none_and_picks_the_same_epoch(tmp_path
     assert {p.name for p in (tmp_path / "a").glob("*.pt")} == {"best.pt", "last.pt"}
     assert not list((tmp_path / "b").glob("*.pt"))
     assert without["best_epoch"] == with_files["best_epoch"]
+    assert without["epochs_run"] == with_files["epochs_run"] == 2  # the log is kept
     assert without["test_mae"] == pytest.approx(with_files["test_mae"], abs=1e-4)

@@ -321,8 +321,9 @@ def fit(
                 in_memory = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
         else:
             stale += 1
-        if rank == 0 and checkpoints:
-            save_checkpoint(trainer.state(epoch, best, fold_hash), run_dir / CHECKPOINT)
+        if rank == 0:
+            if checkpoints:
+                save_checkpoint(trainer.state(epoch, best, fold_hash), run_dir / CHECKPOINT)
             log.append(row)
             if tb:
                 for k, v in row.items():
