@@ -96,7 +96,7 @@ step() {  # step NAME TIMEOUT_S COMMAND...: runs it unless the budget is spent, 
 # Throughput repeats: at least WARMUP warm-up repeats, more until the timing settles (compiles
 # excluded), then REPEATS timed ones (benchmarks/throughput.py).
 if [ "$DRY" = 1 ]; then  # every step once, small, yet large enough that a CPU's figures mean something
-  S224=64 S299=75 B=8 STEPS=3 WARMUP=2 REPEATS=3 EPOCHS=1 FOLDS=1 MAXSTEPS=1 LIMIT=150
+  S224=64 S299=75 B=8 STEPS=6 WARMUP=2 REPEATS=3 EPOCHS=1 FOLDS=1 MAXSTEPS=1 LIMIT=150
   KERAS_SIZE=32 LOPO_SIZE=32  # Keras on JAX builds, compiles and runs slowly on a CPU
 else
   S224=224 S299=299 B=128 STEPS=20 WARMUP=2 REPEATS=3 EPOCHS=6 FOLDS=3 MAXSTEPS=0 LIMIT=110
@@ -116,12 +116,17 @@ bench() {  # bench FRAMEWORK MODEL SIZE PRECISION MODE [BATCH] [STEPS]
     --warmup "$WARMUP" --repeats "$REPEATS" --out "$WORK/json"
 }
 for mode in train infer; do
-  # In the dry run, fast models take more batches a repeat: a repeat of 0.1 s is mostly noise.
-  fast=$STEPS
-  [ "$DRY" = 1 ] && fast=$([ "$mode" = infer ] && echo $((STEPS * 4)) || echo $((STEPS * 2)))
-  bench torch resnet50 "$S224" bf16 "$mode"
+  # In the dry run, every repeat lasts about a second or more on a CPU (shorter ones spread
+  # 25-40 %): inference takes twice the batches of training, the fast models 3x (training) and
+  # 10x (inference).
+  steps=$STEPS fast=$STEPS
+  if [ "$DRY" = 1 ]; then
+    steps=$([ "$mode" = infer ] && echo $((STEPS * 2)) || echo "$STEPS")
+    fast=$([ "$mode" = infer ] && echo $((STEPS * 10)) || echo $((STEPS * 3)))
+  fi
+  bench torch resnet50 "$S224" bf16 "$mode" "$B" "$steps"
   bench torch mobilenet_v2 "$S224" bf16 "$mode" "$B" "$fast"
-  bench keras resnet34 "$KERAS_SIZE" bf16 "$mode"
+  bench keras resnet34 "$KERAS_SIZE" bf16 "$mode" "$B" "$steps"
   bench keras inception_v3 "$S299" bf16 "$mode" $((B / 2 > 1 ? B / 2 : 2)) "$fast"
   bench keras mobilenet_v2 "$KERAS_SIZE" bf16 "$mode" "$B" "$fast"
 done
