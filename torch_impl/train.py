@@ -10,7 +10,6 @@ library versions; CUDA runs are not (cuDNN autotuning, atomics in backward passe
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import random
@@ -37,6 +36,7 @@ from torch_impl.losses import make_loss
 from torch_impl.models import AUX_LOSS_WEIGHT, create_model
 from torch_impl.optim import lr_lambda, make_optimizer
 from torch_impl.preprocess import augment, resolve_device, to_input
+from torch_impl.trackers import trackers
 
 # ------------------------------------------------------------------ loop
 
@@ -231,27 +231,6 @@ class Trainer:
         self.pretrained = state["pretrained"]
 
 
-def _trackers(cfg: Config, run_dir: Path, rank: int):
-    tb = wandb_run = None
-    if rank != 0:
-        return tb, wandb_run
-    if cfg.tensorboard and importlib.util.find_spec("tensorboard") is not None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        tb = SummaryWriter(str(run_dir / "tensorboard"))
-    if importlib.util.find_spec("wandb") is not None:
-        import wandb
-
-        wandb_run = wandb.init(
-            project="agezoo",
-            dir=str(run_dir),
-            config=to_dict(cfg),
-            mode=os.environ.get("WANDB_MODE", "offline"),
-            reinit=True,
-        )
-    return tb, wandb_run
-
-
 def fit(
     cfg: Config,
     faces: FaceArrays,
@@ -301,7 +280,7 @@ def fit(
         print(f"resume=true but {run_dir / CHECKPOINT} does not exist; starting afresh")
     if rank == 0:
         save_config(cfg, run_dir / results.CONFIG)
-    tb, wandb_run = _trackers(cfg, run_dir, rank)
+    tb, wandb_run = trackers(cfg, run_dir, rank)
     t_train = time.perf_counter()
     stale, in_memory = 0, None
     for epoch in range(start, cfg.optim.epochs):
