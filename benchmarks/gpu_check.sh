@@ -103,6 +103,15 @@ else
   KERAS_SIZE=$S224 LOPO_SIZE=$S224
 fi
 
+# The dry run times on one pinned core: small batches on two shared cores spread 10-30 % from
+# one repeat to the next, and a pipeline / bare ratio came out 0.70 and 0.97 in two runs of one
+# cell; on one core, 0.97-1.01 with spreads of 2-10 %. PyTorch and XLA size their thread pools
+# from the CPUs the process may use. The GPU run is not pinned.
+PIN=
+if [ "$DRY" = 1 ] && command -v taskset >/dev/null; then
+  PIN="taskset -c $("$PY" -c 'import os; print(min(os.sched_getaffinity(0)))')"
+fi
+
 bench() {  # bench FRAMEWORK MODEL SIZE PRECISION MODE [BATCH] [STEPS]
   # On a CPU, XLA takes 20-40 s to compile each Keras training step, two per step (bare and
   # pipeline); the dry run trains one Keras model (ResNet-34) and runs the others for inference.
@@ -111,7 +120,7 @@ bench() {  # bench FRAMEWORK MODEL SIZE PRECISION MODE [BATCH] [STEPS]
       tee -a "$OUT/steps.log"
     return 0
   fi
-  step "$1-$2-$3px-$5-$4" "$LIMIT" "$PY" -m benchmarks.throughput --framework "$1" \
+  step "$1-$2-$3px-$5-$4" "$LIMIT" $PIN "$PY" -m benchmarks.throughput --framework "$1" \
     --model "$2" --size "$3" --precision "$4" --mode "$5" --batch "${6:-$B}" --steps "${7:-$STEPS}" \
     --warmup "$WARMUP" --repeats "$REPEATS" --out "$WORK/json"
 }
