@@ -9,8 +9,10 @@
 The ratio pipeline / bare is the pipeline efficiency (goal ≥ 0.95). Compilation (XLA, tracing,
 cuDNN autotuning) happens on the first calls of each shape, so neither side is timed until its
 warm-up has settled: at least ``--warmup`` repeats (two at the fewest), and on until a repeat is
-no more than 5 % faster than the one before it (``settle``). Each figure is then the median of
-``--repeats`` timed repeats of the same number of images on both sides, with their spread, and
+no more than 5 % faster than the one before it (``settle``). The two sides take turns, one
+repeat each (training: a bare repeat after each epoch of the real loop), so that a drift in the
+machine's pace meets both alike. Each figure is then the median of ``--repeats`` timed repeats
+of the same number of images on both sides, on the same rounds, with their spread, and
 every efficiency carries a flag (``sanity``): ``ok``, or ``suspect`` with the reasons. Usage:
 
     python -m benchmarks.throughput --framework torch --model resnet50 --size 112
@@ -149,18 +151,44 @@ def _faces(args):
     return make_synthetic(persons, 8, args.size, seed=0)
 
 
-def _pipeline_train(args, fit) -> dict:
-    """The training loop's per-epoch images/s over enough epochs for its warm-up to settle."""
+def _train_turns(args, fit, bare_step, sync) -> tuple[dict, dict]:
+    """(bare, pipeline) training timings, the two taking turns as in ``_timed``.
+
+    The pipeline is the real loop (``fit``), timed per epoch from its log; one bare repeat of
+    ``--steps`` steps runs after each of its epochs (``fit(on_epoch_end=...)``), so that a drift
+    in the machine's pace meets both sides alike. Both are timed on the same rounds: those after
+    the later of the two sides' warm-ups.
+    """
     cfg = _config(args, max(2, args.warmup) + SPARE_EPOCHS + args.repeats)
     faces = _faces(args)
     folds = build_folds(cfg.protocol, faces.persons)
+    images = args.steps * args.batch
+    bare: list[float] = []
+
+    def bare_repeat(epoch: int) -> None:
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            bare_step()
+        sync()
+        bare.append(images / (time.perf_counter() - t0))
+
     with tempfile.TemporaryDirectory() as run_dir:
         # No checkpoints: their saves are not timed, but cost the check minutes of wall time.
-        fit(cfg, faces, folds[0], folds_hash(folds), run_dir, progress=False, checkpoints=False)
+        fit(
+            cfg, faces, folds[0], folds_hash(folds), run_dir,
+            progress=False, checkpoints=False, on_epoch_end=bare_repeat,
+        )  # fmt: skip
         rows = results.CsvLog(Path(run_dir) / results.LOG, keep=True).rows
     rates = [float(r["train_images_per_s"]) for r in rows]
-    images = {round(float(r["train_images_per_s"]) * float(r["train_seconds"])) for r in rows}
-    return summarise(rates, args.warmup, args.repeats, images.pop() if len(images) == 1 else -1)
+    seen = {round(float(r["train_images_per_s"]) * float(r["train_seconds"])) for r in rows}
+    sides = {"bare": (bare, images), "pipeline": (rates, seen.pop() if len(seen) == 1 else -1)}
+    found = {name: settle(r, args.warmup, args.repeats) for name, (r, _) in sides.items()}
+    warm = max(w for _, w, _ in found.values())
+    return tuple(
+        _summary(r, r[warm : warm + args.repeats], warm, found[name][2], n)
+        for name, (r, n) in sides.items()
+    )
 
 
 def _timed(sides: dict, sync, args) -> dict[str, dict]:
@@ -248,8 +276,7 @@ def torch_bench(args) -> dict:
 
     if args.mode == "train":
         model.train()
-        pipeline = _pipeline_train(args, train.fit)  # first, as in a fresh training process
-        bare = _timed({"bare": (train_step, args.steps, images)}, sync, args)["bare"]
+        bare, pipeline = _train_turns(args, train.fit, train_step, sync)
     else:
         model.eval()
         cfg = _config(args, 1)
@@ -291,13 +318,9 @@ def keras_bench(args) -> dict:
         return None
 
     if args.mode == "train":
-        # The pipeline first, as in a real run: the bare steps before it would leave glibc's
-        # allocator warmed up and hide what a fresh training process pays.
-        pipeline = _pipeline_train(args, train.fit)
-        bare = _timed(
-            {"bare": (lambda: model.train_on_batch(x, y), args.steps, images)}, sync, args
-        )
-        bare = bare["bare"]
+        # The pipeline's first epoch comes first, as in a real run: bare steps before it would
+        # leave glibc's allocator warmed up and hide what a fresh training process pays.
+        bare, pipeline = _train_turns(args, train.fit, lambda: model.train_on_batch(x, y), sync)
     else:
         faces = _faces(args)
         idx = np.arange(images) % len(faces)

@@ -272,7 +272,12 @@ def test_a_run_without_checkpoints_writes_none(tmp_path):
     cfg, faces, fold, digest = _setup(
         "optim.epochs=2", "max_steps_per_epoch=2", "data.synthetic_persons=16"
     )
-    metrics = train.fit(cfg, faces, fold, digest, tmp_path, progress=False, checkpoints=False)
+    ends = []
+    metrics = train.fit(
+        cfg, faces, fold, digest, tmp_path, progress=False, checkpoints=False,
+        on_epoch_end=ends.append,
+    )  # fmt: skip
+    assert ends == [0, 1]  # the hook the throughput benchmark times the bare model in
     left = {p.name for p in tmp_path.iterdir()}
     assert not left & {"backup", train.BEST_WEIGHTS, train.MODEL_FILE, "best.json"}, left
     assert metrics["best_epoch"] in (0, 1) and np.isfinite(metrics["test_mae"])

@@ -75,6 +75,21 @@ def test_a_torch_run_writes_settled_timings_and_its_flag(tmp_path, capsys):
     assert f"efficiency {written['efficiency']:.3f} {written['flag']}" in line
 
 
+@pytest.mark.slow
+def test_a_torch_training_run_times_both_sides_on_the_same_epochs(tmp_path):
+    args = ["--framework", "torch", "--model", "mobilenet_v2", "--size", "32", "--batch", "4"]
+    args += ["--steps", "2", "--repeats", "2", "--mode", "train", "--out", str(tmp_path)]
+    result = throughput.main(args)
+    bare, pipeline = result["bare"], result["pipeline"]
+    epochs = 2 + throughput.SPARE_EPOCHS + 2
+    assert len(bare["all"]) == len(pipeline["all"]) == epochs  # one bare repeat an epoch
+    assert bare["warmup_repeats"] == pipeline["warmup_repeats"] >= 2  # the same rounds timed
+    warm = bare["warmup_repeats"]
+    for side in (bare, pipeline):
+        assert side["images_per_repeat"] == 8
+        assert side["timed"] == side["all"][warm : warm + 2]
+
+
 def test_sanity_says_when_an_efficiency_out_of_range_is_within_the_noise():
     flag, reasons = sanity(_side([50, 50, 45, 50, 55]), _side([30, 56, 56, 52, 62, 60]))
     assert flag == "suspect" and "within the timing noise" in reasons[0]

@@ -212,11 +212,14 @@ def fit(
     run_dir: str | Path,
     progress: bool = True,
     checkpoints: bool = True,
+    on_epoch_end=None,
 ) -> dict:
     """Trains on the fold's training people, picks the epoch by validation MAE, tests once.
 
     With ``checkpoints=False`` (throughput benchmarks) no backup, best weights or model file is
     written, so the run cannot be resumed or used later: the best weights are kept in memory.
+    ``on_epoch_end(epoch)`` is called after each epoch, once its time and validation MAE are
+    recorded (the throughput benchmark times the bare model there).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -301,6 +304,11 @@ def fit(
         KeepFreedMemory(),
         *([keras.callbacks.BackupAndRestore(str(backup))] if checkpoints else []),
         *_trackers(cfg, run_dir),
+        *(
+            [keras.callbacks.LambdaCallback(on_epoch_end=lambda e, _: on_epoch_end(e))]
+            if on_epoch_end is not None
+            else []
+        ),
     ]
     if cfg.optim.early_stopping:
         callbacks.append(

@@ -29,3 +29,13 @@ def trackers(cfg: Config, run_dir: Path, rank: int):
             reinit=True,
         )
     return tb, wandb_run
+
+
+def log_epoch(tb, wandb_run, row: dict) -> None:
+    """One epoch's log row to the trackers that are on."""
+    if tb:
+        for k, v in row.items():
+            if k != "epoch":
+                tb.add_scalar(k, v, row["epoch"])
+    if wandb_run:
+        wandb_run.log(row)

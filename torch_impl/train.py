@@ -36,7 +36,7 @@ from torch_impl.losses import make_loss
 from torch_impl.models import AUX_LOSS_WEIGHT, create_model
 from torch_impl.optim import lr_lambda, make_optimizer
 from torch_impl.preprocess import augment, resolve_device, to_input
-from torch_impl.trackers import trackers
+from torch_impl.trackers import log_epoch, trackers
 
 # ------------------------------------------------------------------ loop
 
@@ -239,12 +239,14 @@ def fit(
     run_dir: str | Path,
     progress: bool = True,
     checkpoints: bool = True,
+    on_epoch_end=None,
 ) -> dict:
     """Trains on the fold's training people, picks the epoch by validation MAE, tests once.
 
     Writes the run folder (see ``common.results``) and returns the metrics dict. With
     ``checkpoints=False`` (throughput benchmarks) no checkpoint is written, so the run cannot be
-    resumed or used later: the best epoch's weights are kept in memory.
+    resumed or used later: the best epoch's weights are kept in memory. ``on_epoch_end(epoch)``
+    is called after each epoch (the throughput benchmark times the bare model there).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -304,18 +306,15 @@ def fit(
             if checkpoints:
                 save_checkpoint(trainer.state(epoch, best, fold_hash), run_dir / CHECKPOINT)
             log.append(row)
-            if tb:
-                for k, v in row.items():
-                    if k != "epoch":
-                        tb.add_scalar(k, v, epoch)
-            if wandb_run:
-                wandb_run.log(row)
+            log_epoch(tb, wandb_run, row)
             if progress:
                 print(
                     f"epoch {epoch + 1:3d}  loss {stats['train_loss']:.3f}  "
                     f"train MAE {stats['train_mae']:.2f}  val MAE {val_mae:.2f}  "
                     f"{stats['train_images_per_s']:.0f} img/s"
                 )
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
         if cfg.optim.early_stopping and stale >= cfg.optim.early_stopping:
             if rank == 0 and progress:
                 print(f"early stop: no better val MAE for {stale} epochs")
