@@ -74,12 +74,12 @@ PYEOF
 } >"$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-FAILED=0
+STEPS_LOG=$OUT/steps.log SUMMARY=$OUT/summary.txt  # a lane writes its own, merged after it
 step() {  # step NAME TIMEOUT_S COMMAND...: runs it unless the budget is spent, logs rc and time
   local name=$1 limit=$2
   shift 2
   if [ "$SECONDS" -ge "$BUDGET" ]; then
-    printf '%-36s skipped (budget of %ss spent)\n' "$name" "$BUDGET" | tee -a "$OUT/steps.log"
+    printf '%-36s skipped (budget of %ss spent)\n' "$name" "$BUDGET" | tee -a "$STEPS_LOG"
     return 0
   fi
   local left=$((BUDGET - SECONDS))
@@ -87,10 +87,9 @@ step() {  # step NAME TIMEOUT_S COMMAND...: runs it unless the budget is spent, 
   local t0=$SECONDS
   timeout "$limit" "$@" >"$WORK/logs/$name.log" 2>&1
   local rc=$?
-  printf '%-36s rc=%-3s %4ss\n' "$name" "$rc" "$((SECONDS - t0))" | tee -a "$OUT/steps.log"
-  [ "$rc" -ne 0 ] && FAILED=$((FAILED + 1))
+  printf '%-36s rc=%-3s %4ss\n' "$name" "$rc" "$((SECONDS - t0))" | tee -a "$STEPS_LOG"
   # The throughput line and its flag's reasons (indented lines after it), if any.
-  grep -hE "^(torch|keras) .*img/s|^    suspect: " "$WORK/logs/$name.log" >>"$OUT/summary.txt"
+  grep -hE "^(torch|keras) .*img/s|^    suspect: " "$WORK/logs/$name.log" >>"$SUMMARY"
 }
 
 # Throughput repeats: at least WARMUP warm-up repeats, more until the timing settles (compiles
@@ -103,42 +102,65 @@ else
   KERAS_SIZE=$S224 LOPO_SIZE=$S224
 fi
 
-# The dry run times on one pinned core: small batches on two shared cores spread 10-30 % from
-# one repeat to the next, and a pipeline / bare ratio came out 0.70 and 0.97 in two runs of one
-# cell; on one core, 0.97-1.01 with spreads of 2-10 %. PyTorch and XLA size their thread pools
-# from the CPUs the process may use. The GPU run is not pinned.
 PIN=
-if [ "$DRY" = 1 ] && command -v taskset >/dev/null; then
-  PIN="taskset -c $("$PY" -c 'import os; print(min(os.sched_getaffinity(0)))')"
-fi
-
 bench() {  # bench FRAMEWORK MODEL SIZE PRECISION MODE [BATCH] [STEPS]
   # On a CPU, XLA takes 20-40 s to compile each Keras training step, two per step (bare and
   # pipeline); the dry run trains one Keras model (ResNet-34) and runs the others for inference.
   if [ "$DRY" = 1 ] && [ "$1" = keras ] && [ "$5" = train ] && [ "$2" != resnet34 ]; then
     printf '%-36s skipped (dry run: one Keras training step is enough)\n' "$1-$2-$3px-$5-$4" |
-      tee -a "$OUT/steps.log"
+      tee -a "$STEPS_LOG"
     return 0
   fi
   step "$1-$2-$3px-$5-$4" "$LIMIT" $PIN "$PY" -m benchmarks.throughput --framework "$1" \
     --model "$2" --size "$3" --precision "$4" --mode "$5" --batch "${6:-$B}" --steps "${7:-$STEPS}" \
     --warmup "$WARMUP" --repeats "$REPEATS" --out "$WORK/json"
 }
-for mode in train infer; do
-  # In the dry run, every repeat lasts about a second or more on a CPU (shorter ones spread
-  # 25-40 %): inference takes twice the batches of training, the fast models 3x (training) and
-  # 10x (inference).
-  steps=$STEPS fast=$STEPS
-  if [ "$DRY" = 1 ]; then
-    steps=$([ "$mode" = infer ] && echo $((STEPS * 2)) || echo "$STEPS")
-    fast=$([ "$mode" = infer ] && echo $((STEPS * 10)) || echo $((STEPS * 3)))
-  fi
-  bench torch resnet50 "$S224" bf16 "$mode" "$B" "$steps"
-  bench torch mobilenet_v2 "$S224" bf16 "$mode" "$B" "$fast"
-  bench keras resnet34 "$KERAS_SIZE" bf16 "$mode" "$B" "$steps"
-  bench keras inception_v3 "$S299" bf16 "$mode" $((B / 2 > 1 ? B / 2 : 2)) "$fast"
-  bench keras mobilenet_v2 "$KERAS_SIZE" bf16 "$mode" "$B" "$fast"
-done
+lane() {  # lane FRAMEWORK: its throughput steps, training then inference
+  for mode in train infer; do
+    # In the dry run, every repeat lasts about a second or more on a CPU (shorter ones spread
+    # 25-40 %): inference takes twice the batches of training, the fast models 3x (training)
+    # and 10x (inference).
+    local steps=$STEPS fast=$STEPS
+    if [ "$DRY" = 1 ]; then
+      steps=$([ "$mode" = infer ] && echo $((STEPS * 2)) || echo "$STEPS")
+      fast=$([ "$mode" = infer ] && echo $((STEPS * 10)) || echo $((STEPS * 3)))
+    fi
+    if [ "$1" = torch ]; then
+      bench torch resnet50 "$S224" bf16 "$mode" "$B" "$steps"
+      bench torch mobilenet_v2 "$S224" bf16 "$mode" "$B" "$fast"
+    else
+      bench keras resnet34 "$KERAS_SIZE" bf16 "$mode" "$B" "$steps"
+      bench keras inception_v3 "$S299" bf16 "$mode" $((B / 2 > 1 ? B / 2 : 2)) "$fast"
+      bench keras mobilenet_v2 "$KERAS_SIZE" bf16 "$mode" "$B" "$fast"
+    fi
+  done
+}
+# The dry run times each framework on a core of its own, the two side by side: small batches on
+# two shared cores spread 10-30 % from one repeat to the next (a pipeline / bare ratio came out
+# 0.70 and 0.97 in two runs of one cell; pinned, 0.97-1.01 with spreads of 2-10 %), and the
+# lanes halve its time. PyTorch and XLA size their thread pools from the CPUs a process may
+# use. The bare and pipeline repeats of a cell take turns, so what the other lane costs meets
+# both alike. The GPU run is one lane, not pinned.
+CORES=()
+if [ "$DRY" = 1 ] && command -v taskset >/dev/null; then
+  read -ra CORES <<<"$("$PY" -c 'import os; print(*sorted(os.sched_getaffinity(0))[:2])')"
+fi
+if [ "${#CORES[@]}" -ge 2 ]; then
+  for i in 0 1; do
+    fw=$([ "$i" = 0 ] && echo torch || echo keras)
+    (PIN="taskset -c ${CORES[$i]}" STEPS_LOG=$WORK/$fw.steps SUMMARY=$WORK/$fw.summary
+      : >"$STEPS_LOG"
+      : >"$SUMMARY"
+      lane "$fw") &
+  done
+  wait
+  cat "$WORK/torch.steps" "$WORK/keras.steps" >>"$OUT/steps.log"
+  cat "$WORK/torch.summary" "$WORK/keras.summary" >>"$OUT/summary.txt"
+else
+  [ "${#CORES[@]}" = 1 ] && PIN="taskset -c ${CORES[0]}"
+  lane torch
+  lane keras
+fi
 
 # The paper preset's recipe on a few LOPO folds, short schedule; no ImageNet weights can be had
 # offline, so both train from scratch (recorded as pretrained: false).
@@ -172,6 +194,7 @@ echo "== agezoo GPU check ($( [ "$DRY" = 1 ] && echo 'CPU dry run' || echo GPU),
 cat "$OUT/steps.log"
 echo
 cat "$OUT/summary.txt"
+FAILED=$(grep -c ' rc=[1-9]' "$OUT/steps.log")
 if [ "$FAILED" -gt 0 ]; then
   echo "$FAILED step(s) failed; their logs are in results.tgz (logs/)"
   exit 1
