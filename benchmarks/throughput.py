@@ -80,6 +80,15 @@ def _summary(rates, timed, warm: int, settled: bool, images: int) -> dict:
     }
 
 
+def paired_ratios(bare: dict, pipeline: dict) -> list[float]:
+    """Pipeline / bare images/s of each timed round, when both sides were timed on the same
+    rounds (they take turns); empty otherwise."""
+    same = bare["warmup_repeats"] == pipeline["warmup_repeats"]
+    if not same or len(bare["timed"]) != len(pipeline["timed"]):
+        return []
+    return [p / b for p, b in zip(pipeline["timed"], bare["timed"], strict=True)]
+
+
 def sanity(bare: dict, pipeline: dict) -> tuple[str, list[str]]:
     """("ok" | "suspect", reasons) for an efficiency: what a reader should not trust, and why."""
     reasons = []
@@ -90,7 +99,12 @@ def sanity(bare: dict, pipeline: dict) -> tuple[str, list[str]]:
                 "(compilation or warm-up may be inside)"
             )
         if t["spread"] > MAX_SPREAD:
-            reasons.append(f"{side} repeats spread {t['spread']:.0%} (a busy or throttled device?)")
+            reason = f"{side} repeats spread {t['spread']:.0%} (a busy or throttled device?)"
+            ratios = paired_ratios(bare, pipeline)
+            if ratios:  # a change of pace that met both sides alike leaves the ratio steady
+                spread = (max(ratios) - min(ratios)) / statistics.median(ratios)
+                reason += f"; the same rounds' pipeline / bare ratios spread {spread:.0%}"
+            reasons.append(reason)
     if bare["images_per_repeat"] != pipeline["images_per_repeat"]:
         reasons.append(
             f"unequal work: {bare['images_per_repeat']} images per bare repeat, "

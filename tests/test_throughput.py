@@ -47,6 +47,16 @@ def test_sanity_names_an_out_of_range_efficiency_with_clean_timings():
     assert flag == "suspect" and "work outside the model" in reasons[0]
 
 
+def test_a_spread_flag_says_how_steady_the_same_rounds_ratios_were():
+    # Both sides sped up together in the last round (the other lane of a dry run went idle).
+    flag, reasons = sanity(_side([69, 70, 69, 75, 94]), _side([75, 75, 73, 75, 86]))
+    assert flag == "suspect"
+    assert reasons == [
+        "bare repeats spread 33% (a busy or throttled device?); "
+        "the same rounds' pipeline / bare ratios spread 14%"
+    ]
+
+
 def test_sanity_flags_spread_and_unequal_work():
     flag, reasons = sanity(_side([50, 50, 30, 60, 45]), _side([40, 40, 40, 40, 40], images=32))
     assert flag == "suspect"
