@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import wilcoxon
 
+from benchmarks.derived import derived_cells
 from benchmarks.plots import PAPER_MAE, report_plots
 from common import metrics, results
 from common.losses import LOSSES
@@ -153,12 +154,14 @@ def _infer_rate(s: dict) -> str:
 
 def write_report(out: Path) -> Path:
     out = Path(out)
-    cells = {cid: summarise(folds) for cid, folds in load_results(out).items()}
+    by_cell = load_results(out)
+    extra, derived_pairs = derived_cells(by_cell)
+    cells = {cid: summarise(folds) for cid, folds in {**by_cell, **extra}.items()}
     preset = (
         json.loads((out / "preset.json").read_text()) if (out / "preset.json").is_file() else {}
     )
     n_folds_total = len(json.loads((out / results.FOLDS).read_text())["folds"])
-    fold_hash = next(iter(load_results(out).values()))[0]["fold_hash"]
+    fold_hash = next(iter(by_cell.values()))[0]["fold_hash"]
     lines = [f"# Benchmark report: {preset.get('name', out.name)}", ""]
     if preset.get("description"):
         lines += [preset["description"].strip(), ""]
@@ -245,6 +248,24 @@ def write_report(out: Path) -> Path:
             )
     else:
         lines.append("No architecture ran in both frameworks here.")
+    lines += ["", "## Test-time flip and the two frameworks together (paired per fold)", ""]
+    if derived_pairs:
+        lines += [
+            "`+flip`: each face's outputs averaged with its mirror image's, as `agezoo predict` "
+            "does. `ensemble-…`: the PyTorch and Keras cells' distributions averaged per fold. "
+            "Each is calibrated on the fold's validation people like a model of its own.",
+            "",
+            "| comparison | folds | MAE a − b: mean ± std | median | Wilcoxon p |",
+            "|---|---|---|---|---|",
+        ]
+        for a, b in derived_pairs:
+            if pr := paired(cells[a], cells[b]):
+                lines.append(
+                    f"| {a} − {b} | {pr['n']} | {pr['mean_diff']:+.3f} ± {pr['std_diff']:.3f} "
+                    f"| {pr['median_diff']:+.3f} | {_fmt(pr['p'], 3)} |"
+                )
+    else:
+        lines.append("No cell kept the outputs these need (results made before they were kept).")
     ablations = _loss_pairs(cells)
     lines += ["", "## Loss ablation (paired per fold)", ""]
     if ablations:

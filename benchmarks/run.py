@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 from tqdm import tqdm
 
@@ -226,7 +227,13 @@ def _finetune(preset, cell, fold, fold_hash, faces, out: Path, progress: bool) -
         shutil.rmtree(work)
     fit = backend(cell.framework).module("train").fit
     metrics = fit(cfg, faces, fold, fold_hash, work, progress=progress)
-    result = pack_result(cell, fold, metrics, results.read_predictions(work / results.PREDICTIONS))
+    outputs = None
+    if (work / results.OUTPUTS).is_file():
+        with np.load(work / results.OUTPUTS) as npz:
+            outputs = {k: npz[k] for k in npz.files}
+        outputs["val_true_age"] = faces.ages[outputs["val_idx"]].astype(float)
+    preds = results.read_predictions(work / results.PREDICTIONS)
+    result = pack_result(cell, fold, metrics, preds, outputs)
     shutil.rmtree(work)
     return result
 

@@ -31,6 +31,7 @@ CONFIG = "config.yaml"
 FOLDS = "folds.json"
 LOG = "log.csv"
 PREDICTIONS = "predictions.csv"
+OUTPUTS = "outputs.npz"  # raw outputs of the validation and test people, plain and mirrored
 METRICS = "metrics.json"
 CALIBRATION = "calibration.json"  # Keras runs; a PyTorch run keeps it inside its checkpoint
 BEST_EPOCH = "best.json"  # Keras runs: the best epoch so far, for a resumed run
@@ -291,6 +292,7 @@ def evaluate_fold(
     run_dir: str | Path,
     write: bool = True,
     keep_calibration: Callable[[dict | None], None] | None = None,
+    mirrored: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """The tail of every fold, in both frameworks and the frozen benchmark alike.
 
@@ -306,6 +308,10 @@ def evaluate_fold(
         metrics: the run's metrics so far (``run_metrics``); completed in place.
         keep_calibration: stores the calibration with the model (checkpoint, file), called
             before ``metrics.json`` is written, which marks the run finished.
+        mirrored: as ``outputs``, of the mirrored images. With it, ``metrics["flip"]`` holds the
+            test-time flip's figures (outputs of both passes averaged, as ``agezoo predict``
+            does; its own temperature, fitted on the validation people), and ``outputs.npz``
+            the raw outputs of both passes, which a later ensemble of runs is made from.
 
     Returns:
         The metrics (with ``calibration``) and the test predictions (the columns of
@@ -322,6 +328,17 @@ def evaluate_fold(
     metrics["calibration"] = calibration
     if len(val):  # what model and recipe choices may look at: the validation people's figures
         metrics["val"] = validation_metrics(val_out, faces.ages[val], loss_name, temperature)
+    if mirrored is not None:
+        val_m, test_m = mirrored(val), mirrored(test)
+        metrics["flip"] = flip_metrics(
+            (val_out + val_m) / 2, faces.ages[val], (test_out + test_m) / 2, faces.ages[test],
+            loss_name,
+        )  # fmt: skip
+        if write:
+            atomic_write_npz(
+                Path(run_dir) / OUTPUTS, val_idx=val, test_idx=test,
+                val=val_out, val_mirrored=val_m, test=test_out, test_mirrored=test_m,
+            )  # fmt: skip
     if keep_calibration is not None:
         keep_calibration(calibration)
     metrics = finish_run(run_dir, metrics, faces, test, pred, std, eval_seconds, write)
@@ -333,3 +350,25 @@ def evaluate_fold(
         "std": std,
     }
     return metrics, preds
+
+
+def flip_metrics(val_out, val_ages, test_out, test_ages, loss_name: str) -> dict:
+    """The test-time flip's figures from the two passes' averaged outputs: calibrated on the
+    validation people like a model of its own, then scored on them and on the test people."""
+    calibration = calibrate_run(loss_name, val_out, val_ages, test_out, test_ages)
+    t = calibration["temperature"] if calibration else 1.0
+    out: dict = {"calibration": calibration}
+    if len(val_ages):
+        out["val"] = validation_metrics(val_out, val_ages, loss_name, t)
+    if len(test_ages):
+        pred, std = decode_outputs(test_out, loss_name, t)
+        out["test"] = prediction_metrics(pred, test_ages, std)
+        out["test_mae"] = out["test"]["mae"]
+    return out
+
+
+def atomic_write_npz(path: str | Path, **arrays) -> Path:
+    """Arrays to ``path`` (.npz) through a temporary file, so a crash never leaves half a file."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return atomic_write_bytes(path, buf.getvalue())

@@ -53,8 +53,11 @@ class FaceBatches(keras.utils.PyDataset):
         self.order = self._order()
 
 
-def outputs(model: keras.Model, faces: FaceArrays, idx: np.ndarray, batch_size: int = 128):
-    """Raw network outputs (logits) for the given image indices.
+def outputs(
+    model: keras.Model, faces: FaceArrays, idx: np.ndarray, batch_size: int = 128, mirror=False
+):
+    """Raw network outputs (logits) for the given image indices; of the mirrored images with
+    ``mirror``.
 
     Batch by batch with ``predict_on_batch``: ``model.predict`` on a ``PyDataset`` would go
     through ``from_generator`` and undo ``keep_freed_memory`` (see ``KeepFreedMemory``).
@@ -63,8 +66,15 @@ def outputs(model: keras.Model, faces: FaceArrays, idx: np.ndarray, batch_size: 
         return np.zeros((0, model.output_shape[-1]), np.float32)
     batches = FaceBatches(faces.images, faces.ages, idx, batch_size)
     return np.concatenate(
-        [np.asarray(model.predict_on_batch(batches[i][0])) for i in range(len(batches))]
+        [
+            np.asarray(model.predict_on_batch(_mirror(batches[i][0]) if mirror else batches[i][0]))
+            for i in range(len(batches))
+        ]
     )
+
+
+def _mirror(images: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(images[:, :, ::-1])  # NHWC: width is axis 2
 
 
 def predict(

@@ -354,6 +354,7 @@ def fit(
         metrics,
         run_dir,
         keep_calibration=lambda cal: results.atomic_write_json(run_dir / results.CALIBRATION, cal),
+        mirrored=lambda idx: outputs(model, faces, idx, mirror=True),
     )
     return metrics
 

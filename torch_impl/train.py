@@ -186,14 +186,16 @@ class Trainer:
         }
 
     @torch.no_grad()
-    def outputs(self, idx: np.ndarray, batch_size: int = 128) -> np.ndarray:
-        """Raw network outputs (logits) for the given image indices, eval mode, no augmentation."""
+    def outputs(self, idx: np.ndarray, batch_size: int = 128, mirror: bool = False) -> np.ndarray:
+        """Raw network outputs (logits) for the given image indices, eval mode, no augmentation;
+        of the mirrored images with ``mirror``."""
         self.model.eval()
         outs = [np.zeros((0, self.model.head.out_features), np.float32)]
         for start in range(0, len(idx), batch_size):
             part = torch.from_numpy(idx[start : start + batch_size]).to(self.device)
+            x = self._inputs(part, False)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-                outs.append(self.model(self._inputs(part, False)).float().cpu().numpy())
+                outs.append(self.model(x.flip(3) if mirror else x).float().cpu().numpy())
         return np.concatenate(outs)
 
     def predict(self, idx: np.ndarray, batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
@@ -350,8 +352,9 @@ def fit(
 
     parts = {"val": trainer.val_idx, "test": trainer.test_idx}
     metrics, _ = results.evaluate_fold(
-        trainer.outputs, faces, parts, cfg.loss.name, metrics, run_dir, rank == 0, keep_calibration
-    )
+        trainer.outputs, faces, parts, cfg.loss.name, metrics, run_dir, rank == 0, keep_calibration,
+        mirrored=lambda idx: trainer.outputs(idx, mirror=True),
+    )  # fmt: skip
     if tb:
         tb.close()
     if wandb_run:
