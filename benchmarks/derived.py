@@ -34,8 +34,8 @@ def _passes(fold: dict, flip: bool) -> tuple[np.ndarray, np.ndarray]:
     o = fold["outputs"]
     val, test = np.asarray(o["val"], float), np.asarray(o["test"], float)
     if flip:
-        val = (val + np.asarray(o["val_mirrored"], float)) / 2
-        test = (test + np.asarray(o["test_mirrored"], float)) / 2
+        val = results.flip_average(val, o["val_mirrored"])
+        test = results.flip_average(test, o["test_mirrored"])
     return val, test
 
 

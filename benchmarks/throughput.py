@@ -35,7 +35,7 @@ from benchmarks.timing import (  # noqa: F401  (re-exported)
     EFFICIENCY_RANGE,
     MAX_SPREAD,
     SETTLE_TOL,
-    _summary,
+    timed_summary,
     paired_ratios,
     sanity,
     settle,
@@ -119,7 +119,7 @@ def _train_turns(args, fit, bare_step, sync) -> tuple[dict, dict]:
     found = {name: settle(r, args.warmup, args.repeats) for name, (r, _) in sides.items()}
     warm = max(w for _, w, _ in found.values())
     return tuple(
-        _summary(r, r[warm : warm + args.repeats], warm, found[name][2], n)
+        timed_summary(r, r[warm : warm + args.repeats], warm, found[name][2], n)
         for name, (r, n) in sides.items()
     )
 
@@ -155,7 +155,7 @@ def _timed(sides: dict, sync, args) -> dict[str, dict]:
     for _ in range(args.repeats):
         one_round()
     return {
-        name: _summary(rates[name], rates[name][warm:], warm, done[name], sides[name][2])
+        name: timed_summary(rates[name], rates[name][warm:], warm, done[name], sides[name][2])
         for name in sides
     }
 

@@ -26,10 +26,11 @@ def settle(rates: list[float], min_warmup: int, repeats: int) -> tuple[list[floa
 def summarise(rates: list[float], min_warmup: int, repeats: int, images: int) -> dict:
     """One side's timing from consecutive repeats, its warm-up found by ``settle``."""
     timed, warm, settled = settle(rates, min_warmup, repeats)
-    return _summary(rates, timed, warm, settled, images)
+    return timed_summary(rates, timed, warm, settled, images)
 
 
-def _summary(rates, timed, warm: int, settled: bool, images: int) -> dict:
+def timed_summary(rates, timed, warm: int, settled: bool, images: int) -> dict:
+    """One side's timing from its chosen repeats ``timed`` of all its ``rates``."""
     median = statistics.median(timed)
     return {
         "images_per_s": round(median, 2),

@@ -331,8 +331,8 @@ def evaluate_fold(
     if mirrored is not None:
         val_m, test_m = mirrored(val), mirrored(test)
         metrics["flip"] = flip_metrics(
-            (val_out + val_m) / 2, faces.ages[val], (test_out + test_m) / 2, faces.ages[test],
-            loss_name,
+            flip_average(val_out, val_m), faces.ages[val],
+            flip_average(test_out, test_m), faces.ages[test], loss_name,
         )  # fmt: skip
         if write:
             atomic_write_npz(
@@ -350,6 +350,12 @@ def evaluate_fold(
         "std": std,
     }
     return metrics, preds
+
+
+def flip_average(plain, mirrored) -> np.ndarray:
+    """The test-time flip: the outputs of a pass over the images and of one over their mirror
+    images, averaged (as ``agezoo predict`` does)."""
+    return (np.asarray(plain, float) + np.asarray(mirrored, float)) / 2
 
 
 def flip_metrics(val_out, val_ages, test_out, test_ages, loss_name: str) -> dict:

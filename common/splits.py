@@ -124,8 +124,26 @@ def official_split(persons, test_people, val_fraction: float = 0.1, seed: int = 
         raise ValueError(
             f"the official test list leaves {len(test)} test / {len(rest)} other people"
         )
-    train, val = _carve_val(rest, val_fraction, _fold_rng(seed, "official"))
+    train, val = _carve_val_by_person(rest, val_fraction, seed)
     return [Fold("official", train, val, test)]
+
+
+def _carve_val_by_person(train: list[str], val_fraction: float, seed: int):
+    """Validation people of an official split, each chosen by a hash of its own id alone: a
+    person is a validation person in every union of data sets it belongs to. A model trained on
+    a union (the released model, from weights pretrained on part of it) then never meets, among
+    its validation people, someone its starting weights were trained on."""
+    if val_fraction <= 0:
+        return tuple(train), ()
+
+    def u(person: str) -> float:
+        digest = hashlib.sha256(f"{seed}:official:{person}".encode()).digest()
+        return int.from_bytes(digest[:8], "little") / 2**64
+
+    val = {p for p in train if u(p) < val_fraction} or {min(train, key=u)}
+    if len(val) >= len(train):
+        raise ValueError(f"val_fraction={val_fraction} leaves no training people")
+    return tuple(p for p in train if p not in val), tuple(p for p in train if p in val)
 
 
 def fixed_holdout(train, val, test) -> list[Fold]:

@@ -77,3 +77,24 @@ def test_lopo_on_real_fgnet(fgnet_dir, tmp_path):
     _check_disjoint_and_complete(folds, set(persons))
     digest = splits.save_folds(folds, tmp_path / "lopo.json")
     assert splits.load_folds(tmp_path / "lopo.json")[1] == digest
+
+
+def test_official_validation_people_do_not_depend_on_the_other_data_sets():
+    # Pretraining on set A and then training on A + B must not put among the second run's
+    # validation people anyone the first run trained on.
+    a = [f"a:{i}" for i in range(2000)]
+    b = [f"b:{i}" for i in range(300)]
+    test = a[:200]
+    (first,) = splits.official_split(a, test, 0.1, 0)
+    (second,) = splits.official_split(a + b, test, 0.1, 0)
+    assert set(second.val) & set(a) == set(first.val)
+    assert not set(second.val) & set(first.train)
+    assert 150 < len(first.val) < 210  # about 10 % of the 1,800 non-test people
+    assert set(second.val) & set(b)  # B's people are carved too
+    (other_seed,) = splits.official_split(a, test, 0.1, 1)
+    assert set(other_seed.val) != set(first.val)
+
+
+def test_official_split_always_has_a_validation_person():
+    (fold,) = splits.official_split(["p1", "p2", "p3"], ["p1"], 0.01, 0)
+    assert len(fold.val) == 1 and len(fold.train) == 1
