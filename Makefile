@@ -68,16 +68,17 @@ model: setup
 	$(PY) -m agezoo.pretrain --kind general --framework $(FRAMEWORK) $(ARGS)
 
 # make release: the zoo's released models (weights/released/): one per framework, trained on
-# AAF + APPA + FG-NET detector crops from the PyTorch AAF-pretrained weights (make pretrain),
-# each exported to ONNX with its card, then the two registered as one ensemble with a
+# AAF + APPA + FG-NET detector crops from the PyTorch AAF + APPA-pretrained weights (trained
+# first, 12 epochs, or reused when finished), each exported to ONNX with its card, then the two registered as one ensemble with a
 # temperature fitted on validation; agezoo predict's default becomes the member with the lower
 # mean of validation MAE and band mean (the ensemble halves predict's speed; it is one --model
 # away). Needs AGEZOO_AAF_DIR, AGEZOO_APPA_DIR and AGEZOO_FGNET_DIR.
 RELEASE_RUNS = runs/release-torch-mobilenet_v2 runs/release-keras-mobilenet_v2
 release: setup
+	$(PY) -m agezoo.pretrain --kind aaf-appa --framework torch
 	$(PY) -m agezoo.pretrain --kind release --framework torch $(ARGS)
 	$(PY) -m agezoo.release runs/release-torch-mobilenet_v2
-	$(PY) -m agezoo.pretrain --kind release --framework keras model.weights=aaf-torch $(ARGS)
+	$(PY) -m agezoo.pretrain --kind release --framework keras model.weights=aaf-appa-torch $(ARGS)
 	$(PY) -m agezoo.release runs/release-keras-mobilenet_v2 --no-default
 	$(PY) -m agezoo.release --ensemble $(RELEASE_RUNS)
 

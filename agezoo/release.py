@@ -1,9 +1,10 @@
 """Release a trained run as the zoo's model: ONNX in ``weights/released/`` with its model card.
 
 Usage:
+    python -m agezoo.pretrain --kind aaf-appa           (the weights it starts from)
     python -m agezoo.pretrain --kind release            (trains runs/release-torch-mobilenet_v2)
     python -m agezoo.release runs/release-torch-mobilenet_v2 [--no-default]
-    python -m agezoo.pretrain --kind release --framework keras model.weights=aaf-torch
+    python -m agezoo.pretrain --kind release --framework keras model.weights=aaf-appa-torch
     python -m agezoo.release runs/release-keras-mobilenet_v2 --no-default
     python -m agezoo.release --ensemble runs/release-torch-mobilenet_v2 \\
         runs/release-keras-mobilenet_v2        (the two as one; the default if validation says)
