@@ -37,6 +37,7 @@ from agezoo.cards import (
 )
 from agezoo.pretrain import DATA, initialised_from, read_run, run_card
 from common import results
+from common.config import load_config
 
 RELEASE_BUDGET_MB = 25.0  # all released files together
 INITIALISED_FROM = {
@@ -130,7 +131,7 @@ def release(run_dir: str | Path, dest: str | Path | None = None, default: bool =
         "export_logit_gap": report["logit_gap"],
         "sha256": sha,
         "command": f"python -m agezoo.pretrain --kind release --framework {framework}"
-        + ("" if cfg["model"]["weights"] == "aaf" else f" model.weights={cfg['model']['weights']}")
+        + _weights_override(cfg["model"]["weights"])
         + f" && python -m agezoo.release {run_dir}",
         "date": time.strftime("%Y-%m-%d"),
         "licence": "research and non-commercial use only (the terms of its training data)",
@@ -142,6 +143,13 @@ def release(run_dir: str | Path, dest: str | Path | None = None, default: bool =
         clear_defaults(dest)
     write_card(dest, card)
     return card
+
+
+def _weights_override(used: str) -> str:
+    """The ``model.weights=`` a run needed beyond the release preset's own (the Keras member
+    starts from the PyTorch pretrained weights, ported)."""
+    preset = load_config("release").model.weights
+    return "" if used == preset else f" model.weights={used}"
 
 
 def _sweep(dest: Path) -> None:
