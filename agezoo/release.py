@@ -132,7 +132,8 @@ def release(run_dir: str | Path, dest: str | Path | None = None, default: bool =
         "sha256": sha,
         "command": f"python -m agezoo.pretrain --kind release --framework {framework}"
         + _weights_override(cfg["model"]["weights"])
-        + f" && python -m agezoo.release {run_dir}",
+        # the run folder that command writes by default, not this machine's path
+        + f" && python -m agezoo.release runs/release-{framework}-{cfg['model']['name']}",
         "date": time.strftime("%Y-%m-%d"),
         "licence": "research and non-commercial use only (the terms of its training data)",
     }

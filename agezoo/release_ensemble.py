@@ -156,7 +156,8 @@ def release_ensemble(
         "terms": cards[0]["terms"],
         "never_score_on": cards[0]["never_score_on"],
         "sha256": hashlib.sha256(identity.encode()).hexdigest(),
-        "command": "python -m agezoo.release --ensemble " + " ".join(map(str, runs)),
+        "command": "python -m agezoo.release --ensemble "
+        + " ".join(f"runs/{r.name}" for r in runs),  # the pretrain runs' default folders
         "date": time.strftime("%Y-%m-%d"),
         "licence": cards[0]["licence"],
     }
