@@ -68,8 +68,9 @@ model: setup
 	$(PY) -m agezoo.pretrain --kind general --framework $(FRAMEWORK) $(ARGS)
 
 # make release: the zoo's released models (weights/released/): one per framework, trained on
-# AAF + APPA + FG-NET detector crops from the PyTorch AAF + APPA-pretrained weights (trained
-# first, 12 epochs, or reused when finished), each exported to ONNX with its card, then the two registered as one ensemble with a
+# AAF + APPA + FG-NET detector crops, each age decade drawn with weight 1/n^0.5, from the
+# PyTorch AAF + APPA-pretrained weights (trained first, 12 epochs, or reused when finished);
+# each exported to ONNX with its card, then the two registered as one ensemble with a
 # temperature fitted on validation; agezoo predict's default becomes the member with the lower
 # mean of validation MAE and band mean (the ensemble halves predict's speed; it is one --model
 # away). Needs AGEZOO_AAF_DIR, AGEZOO_APPA_DIR and AGEZOO_FGNET_DIR.
