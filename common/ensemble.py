@@ -72,4 +72,4 @@ def ensemble(members: list[Predictor], temperature: float | None = None) -> Pred
         members=len(members),
         source=" + ".join(m.card.source for m in members),
     )
-    return Predictor(card, forward, flip=members[0].flip)
+    return Predictor(card, forward, flip=members[0].flip, batch_size=members[0].batch_size)

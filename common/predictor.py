@@ -116,9 +116,14 @@ class Predictor:
     """
 
     def __init__(
-        self, card: ModelCard, forward: Callable[[np.ndarray], np.ndarray], flip: bool = True
+        self,
+        card: ModelCard,
+        forward: Callable[[np.ndarray], np.ndarray],
+        flip: bool = True,
+        batch_size: int = BATCH,
     ):
         self.card, self.forward, self.flip = card, forward, flip
+        self.batch_size = batch_size  # faces per forward call; the backend's fastest
         self.spec = card.spec
 
     def use_detector(self, name: str) -> None:
@@ -126,8 +131,10 @@ class Predictor:
         self.card = dataclasses.replace(self.card, detector=name)
         self.spec = self.card.spec
 
-    def outputs(self, faces: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
-        """Raw outputs for aligned uint8 faces (N, S, S, 3), in batches."""
+    def outputs(self, faces: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """Raw outputs for aligned uint8 faces (N, S, S, 3), in batches (of ``batch_size``,
+        default the predictor's)."""
+        batch_size = batch_size or self.batch_size
         if faces.ndim != 4 or faces.shape[1:] != (self.spec.size, self.spec.size, 3):
             raise ValueError(
                 f"faces must be (N, {self.spec.size}, {self.spec.size}, 3), got {faces.shape}"

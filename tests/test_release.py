@@ -102,6 +102,16 @@ def test_the_shipped_model_predicts_with_no_data_cache_or_weights(tmp_path, monk
     assert np.isfinite([face["age"], face["std"]]).all()
 
 
+def test_the_shipped_model_gives_the_same_ages_in_any_batch_size():
+    """The ONNX path runs small batches for speed; batching must not move an age."""
+    predictor = load_predictor(weights.default_age_model())
+    faces = np.random.default_rng(4).integers(0, 256, (37, 112, 112, 3), dtype=np.uint8)
+    one_call = predictor.outputs(faces, batch_size=len(faces))
+    assert predictor.batch_size < len(faces)  # the default splits these 37 faces, raggedly
+    np.testing.assert_allclose(predictor.outputs(faces), one_call, atol=1e-4)
+    np.testing.assert_allclose(predictor.outputs(faces, batch_size=5), one_call, atol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def keras_run(finished_run, tmp_path_factory) -> Path:
     """A Keras run folder on the PyTorch run's config and folds: its ``model.keras`` is a
