@@ -78,6 +78,11 @@ def _train(framework: str, argv: list[str]) -> int:
     return backend(framework).module("train").main(argv)
 
 
+def default_run_dir(kind: str, framework: str, model: str) -> str:
+    """The run folder ``python -m agezoo.pretrain`` trains into when not told another."""
+    return f"runs/{kind}-{framework}-{model}"
+
+
 def read_run(run_dir: Path) -> tuple[dict, dict]:
     """A finished run's (metrics, resolved config)."""
     metrics = json.loads((run_dir / results.METRICS).read_text())
@@ -233,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import weights
 
-    run_dir = Path(args.run_dir or f"runs/{args.kind}-{args.framework}-{args.model}")
+    run_dir = Path(args.run_dir or default_run_dir(args.kind, args.framework, args.model))
     if not args.publish_only:
         resume = ["resume=true"] if (run_dir / results.CONFIG).is_file() else []
         train_args = [

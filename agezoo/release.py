@@ -35,7 +35,7 @@ from agezoo.cards import (
     write_card,
     write_ensemble_card,
 )
-from agezoo.pretrain import DATA, initialised_from, read_run, run_card
+from agezoo.pretrain import DATA, default_run_dir, initialised_from, read_run, run_card
 from common import results
 from common.config import load_config
 
@@ -132,8 +132,9 @@ def release(run_dir: str | Path, dest: str | Path | None = None, default: bool =
         "sha256": sha,
         "command": f"python -m agezoo.pretrain --kind release --framework {framework}"
         + _weights_override(cfg["model"]["weights"])
-        # the run folder that command writes by default, not this machine's path
-        + f" && python -m agezoo.release runs/release-{framework}-{cfg['model']['name']}",
+        # the run folder that command trains into, not this machine's path
+        + " && python -m agezoo.release "
+        + default_run_dir("release", framework, cfg["model"]["name"]),
         "date": time.strftime("%Y-%m-%d"),
         "licence": "research and non-commercial use only (the terms of its training data)",
     }

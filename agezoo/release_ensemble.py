@@ -19,7 +19,7 @@ from agezoo.cards import (
     write_card,
     write_ensemble_card,
 )
-from agezoo.pretrain import read_run
+from agezoo.pretrain import default_run_dir, read_run
 from common import results
 
 
@@ -156,8 +156,8 @@ def release_ensemble(
         "terms": cards[0]["terms"],
         "never_score_on": cards[0]["never_score_on"],
         "sha256": hashlib.sha256(identity.encode()).hexdigest(),
-        "command": "python -m agezoo.release --ensemble "
-        + " ".join(f"runs/{r.name}" for r in runs),  # the pretrain runs' default folders
+        "command": "python -m agezoo.release --ensemble "  # the members' default run folders
+        + " ".join(default_run_dir("release", c["trained_in"], c["arch"]) for c in cards),
         "date": time.strftime("%Y-%m-%d"),
         "licence": cards[0]["licence"],
     }

@@ -35,11 +35,11 @@ from benchmarks.timing import (  # noqa: F401  (re-exported)
     EFFICIENCY_RANGE,
     MAX_SPREAD,
     SETTLE_TOL,
-    timed_summary,
     paired_ratios,
     sanity,
     settle,
     summarise,
+    timed_summary,
 )
 from common import results
 from common.config import load_config, to_dict

@@ -84,10 +84,10 @@ def test_onnx_runtime_and_opencv_run_blazeface_alike(fgnet_sample, monkeypatch):
     assert blazeface._session() is not None
     fast = [blazeface.detect_blazeface(image) for image, _ in fgnet_sample]
     monkeypatch.setattr(blazeface, "_session", lambda: None)
-    for image_found, (image, _) in zip(fast, fgnet_sample):
+    for image_found, (image, _) in zip(fast, fgnet_sample, strict=True):
         slow = blazeface.detect_blazeface(image)
         assert [f.box for f in slow] == [f.box for f in image_found]
-        for a, b in zip(slow, image_found):
+        for a, b in zip(slow, image_found, strict=True):
             np.testing.assert_allclose(a.eyes, b.eyes, atol=0.05)
 
 

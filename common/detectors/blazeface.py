@@ -6,14 +6,14 @@ The model is MediaPipe's ``face_detection_short_range.tflite`` (Apache-2.0), as 
 package's code, which imports TensorFlow). ONNX Runtime runs its conversion to ONNX, made once
 into the cache by ``python -m common.detectors.blazeface_onnx`` (``make setup``), in 0.66 ms a
 photo against OpenCV dnn's 1.46 ms on the .tflite, single thread, with the same detections;
-OpenCV runs the .tflite where the conversion or onnxruntime is missing. Input: 128×128 RGB in [-1, 1]
-(NHWC; NCHW for OpenCV), the photo
-letterboxed to a square. Outputs per anchor (896): a score logit and 16 numbers: box centre and
-size, then six keypoints (the eyes, nose tip, mouth, both tragions), in 128-pixel units from the
-anchor centre. Overlapping detections are blended by score (MediaPipe's weighted non-maximum
-suppression). On FG-NET, BlazeFace's own eye keypoints miss the landmark eyes by a median 5.3 %
-of their distance; dlib's 5-point predictor (``face-recognition-models``, CC0), started from the
-square box around BlazeFace's, brings that to about 3 % for about 4 ms a face.
+OpenCV runs the .tflite where the conversion or onnxruntime is missing. Input: 128×128 RGB in
+[-1, 1] (NHWC; NCHW for OpenCV), the photo letterboxed to a square. Outputs per anchor (896): a
+score logit and 16 numbers: box centre and size, then six keypoints (the eyes, nose tip, mouth,
+both tragions), in 128-pixel units from the anchor centre. Overlapping detections are blended
+by score (MediaPipe's weighted non-maximum suppression). On FG-NET, BlazeFace's own eye
+keypoints miss the landmark eyes by a median 5.3 % of their distance; dlib's 5-point predictor
+(``face-recognition-models``, CC0), started from the square box around BlazeFace's, brings that
+to about 3 % for about 0.4 ms a face.
 """
 
 from __future__ import annotations
@@ -90,7 +90,8 @@ def sha256_of(path: Path) -> str:
 
 def converted_file(tflite: Path) -> Path:
     """Where the ONNX conversion of this .tflite lives in the cache (it may not exist yet)."""
-    return default_cache_dir() / "detectors" / f"blazeface-short-range-{sha256_of(tflite)[:12]}.onnx"
+    name = f"blazeface-short-range-{sha256_of(tflite)[:12]}.onnx"
+    return default_cache_dir() / "detectors" / name
 
 
 def onnx_path() -> Path | None:
@@ -124,17 +125,20 @@ def _session():
     return session or None
 
 
-def _forward(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Score logits (896, 1) and regressors (896, 16) of one 128×128 RGB uint8 image."""
-    blob = small.astype(np.float32) / 127.5 - 1.0
-    session = _session()
-    if session is not None:
-        raw, scores = session.run(["regressors", "classificators"], {"input": blob[None]})
-        return scores[0], raw[0]
-    net = _net()
-    net.setInput(np.ascontiguousarray(blob.transpose(2, 0, 1)[None]))
-    scores, raw = net.forward(["classificators", "regressors"])
+def run_model(runtime, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Score logits (896, 1) and regressors (896, 16) of one (128, 128, 3) input in [-1, 1],
+    from an ONNX Runtime session on the conversion or OpenCV's net on the .tflite."""
+    if isinstance(runtime, cv2.dnn.Net):
+        runtime.setInput(np.ascontiguousarray(blob.transpose(2, 0, 1)[None]))
+        scores, raw = runtime.forward(["classificators", "regressors"])
+    else:
+        raw, scores = runtime.run(["regressors", "classificators"], {"input": blob[None]})
     return scores[0], raw[0]
+
+
+def _forward(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The model's outputs for one 128×128 RGB uint8 image, on the fastest runtime at hand."""
+    return run_model(_session() or _net(), small.astype(np.float32) / 127.5 - 1.0)
 
 
 def _net() -> cv2.dnn.Net:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.detectors.blazeface import converted_file, model_path, sha256_of
+from common.detectors.blazeface import INPUT, converted_file, model_path, run_model, sha256_of
 
 OPSET = 17
 MATCH_TOLERANCE = 1e-3  # largest output difference accepted against OpenCV on the .tflite
@@ -36,11 +36,9 @@ def _outputs_gap(onnx_file: Path, tflite: Path) -> float:
     net = cv2.dnn.readNetFromTFLite(str(tflite))
     gap = 0.0
     for seed in range(3):
-        x = np.random.default_rng(seed).uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32)
-        raw, scores = session.run(["regressors", "classificators"], {"input": x})
-        net.setInput(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-        cv_scores, cv_raw = net.forward(["classificators", "regressors"])
-        gap = max(gap, float(np.abs(raw - cv_raw).max()), float(np.abs(scores - cv_scores).max()))
+        x = np.random.default_rng(seed).uniform(-1, 1, (INPUT, INPUT, 3)).astype(np.float32)
+        for a, b in zip(run_model(session, x), run_model(net, x), strict=True):
+            gap = max(gap, float(np.abs(a - b).max()))
     return gap
 
 
@@ -83,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ImportError, ValueError) as exc:
         print(f"BlazeFace stays on OpenCV: {exc}", file=sys.stderr)
         return 1
-    print(f"BlazeFace for ONNX Runtime: {out} (from {tflite.name}, sha256 {sha256_of(tflite)[:12]})")
+    print(f"BlazeFace for ONNX Runtime: {out} (from {tflite.name}, {sha256_of(tflite)[:12]})")
     return 0
 
 
