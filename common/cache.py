@@ -53,6 +53,12 @@ class FaceArrays:
     methods: np.ndarray  # (N,) str alignment method per image
     key: str = ""  # preprocessing hash, recorded by every result
     meta: dict = field(default_factory=dict)
+    # (N,) float32: the label's spread where the data set gives one (APPA's vote std), else NaN
+    age_stds: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.age_stds is None:
+            self.age_stds = np.full(len(self.ages), np.nan, np.float32)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -66,6 +72,7 @@ class FaceArrays:
             self.methods[index],
             self.key,
             self.meta,
+            self.age_stds[index],
         )
 
 
@@ -82,6 +89,7 @@ def concat_faces(parts: dict[str, FaceArrays]) -> FaceArrays:
         methods=np.concatenate([p.methods for p in parts.values()]),
         key=key,
         meta={t: {"count": len(p), "key": p.key} for t, p in parts.items()},
+        age_stds=np.concatenate([p.age_stds for p in parts.values()]),
     )
 
 
@@ -195,7 +203,7 @@ def cached_faces(
     entry = root / "arrays" / f"{tag}-{spec.size}px-{key[:16]}"
     if (entry / "meta.json").is_file():
         try:
-            return _read_entry(entry)
+            return _with_label_spread(_read_entry(entry), records)
         except CorruptEntryError as exc:  # cut short or damaged on disk: never used, rebuilt
             warnings.warn(f"{exc}; rebuilding it", DataWarning, stacklevel=2)
             _discard(entry)
@@ -203,7 +211,20 @@ def cached_faces(
     arrays, info = preprocess(records, spec, workers, progress)
     info["build_seconds"] = round(time.perf_counter() - t0, 2)
     _write_entry(entry, arrays, info, key, tag, spec)
-    return _read_entry(entry)
+    return _with_label_spread(_read_entry(entry), records)
+
+
+def _with_label_spread(arrays: FaceArrays, records: list[Record]) -> FaceArrays:
+    """The records' label spreads (``Record.age_std``) matched to the cached faces by file
+    name; NaN where a set gives none or a name is not unique."""
+    counts = Counter(rec.name for rec in records)
+    spread = {
+        rec.name: rec.age_std
+        for rec in records
+        if rec.age_std is not None and counts[rec.name] == 1
+    }
+    arrays.age_stds = np.array([spread.get(n, np.nan) for n in arrays.names], np.float32)
+    return arrays
 
 
 class CorruptEntryError(ValueError):

@@ -48,6 +48,9 @@ class LossConfig:
     lambda_mean: float = 0.2
     lambda_var: float = 0.05
     label_sigma: float = 0.0  # > 0: CE against a Gaussian of this std (years) around the age
+    # true: an image whose data set gives the label's spread (APPA's vote std) takes a Gaussian
+    # of that std as its target; the others keep label_sigma
+    vote_sigma: bool = False
 
 
 @dataclass(frozen=True)

@@ -79,22 +79,26 @@ def decode(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def label_distribution(
-    ages: np.ndarray, num_classes: int = DEFAULT_NUM_CLASSES, sigma: float = 0.0
+    ages: np.ndarray, num_classes: int = DEFAULT_NUM_CLASSES, sigma: float | np.ndarray = 0.0
 ) -> np.ndarray:
     """The cross-entropy target, ``(N,) -> (N, K)``: one-hot on the rounded, clipped age for
     ``sigma == 0`` (the paper); else a Gaussian of std ``sigma`` years around the clipped age,
-    normalised over the classes (the label-distribution target of DLDL, Gao et al. 2017)."""
-    if sigma < 0:
-        raise ValueError(f"label sigma must be 0 or more, got {sigma}")
+    normalised over the classes (the label-distribution target of DLDL, Gao et al. 2017). An
+    (N,) ``sigma`` gives each image its own width (APPA's vote std; 0 keeps that row one-hot)."""
     ages = np.asarray(ages, dtype=np.float64)
-    if sigma == 0:
-        return np.eye(num_classes)[ages_to_classes(ages, num_classes)]
+    sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float64), ages.shape)
+    if (sigma < 0).any() or not np.isfinite(sigma).all():
+        raise ValueError(f"label sigma must be finite and 0 or more, got {sigma.min()}")
+    onehot = np.eye(num_classes)[ages_to_classes(ages, num_classes)]
+    if not (sigma > 0).any():
+        return onehot
     j = np.arange(num_classes, dtype=np.float64)
-    q = np.exp(-0.5 * ((j[None, :] - clip_ages(ages, num_classes)[:, None]) / sigma) ** 2)
-    return q / q.sum(axis=1, keepdims=True)
+    width = np.where(sigma > 0, sigma, 1.0)[:, None]
+    q = np.exp(-0.5 * ((j[None, :] - clip_ages(ages, num_classes)[:, None]) / width) ** 2)
+    return np.where(sigma[:, None] > 0, q / q.sum(axis=1, keepdims=True), onehot)
 
 
-def _terms(logits: np.ndarray, ages: np.ndarray, num_classes: int, sigma: float = 0.0):
+def _terms(logits: np.ndarray, ages: np.ndarray, num_classes: int, sigma=0.0):
     p = softmax(logits)
     j = np.arange(num_classes, dtype=np.float64)
     m = p @ j
@@ -109,7 +113,7 @@ def mean_variance_loss(
     ages: np.ndarray,
     lambda_mean: float = LAMBDA_MEAN,
     lambda_var: float = LAMBDA_VAR,
-    label_sigma: float = 0.0,
+    label_sigma: float | np.ndarray = 0.0,
 ) -> float:
     """Softmax cross-entropy + λ1·½(m − y)² + λ2·Σ p_j (j − m)², averaged over the batch.
 
@@ -133,7 +137,7 @@ def mean_variance_grad(
     ages: np.ndarray,
     lambda_mean: float = LAMBDA_MEAN,
     lambda_var: float = LAMBDA_VAR,
-    label_sigma: float = 0.0,
+    label_sigma: float | np.ndarray = 0.0,
 ) -> np.ndarray:
     """Analytic gradient of :func:`mean_variance_loss` with respect to the logits, (N, K).
 
@@ -228,6 +232,18 @@ def decode_outputs(
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     return expected_age(outputs), age_std(outputs / temperature)
+
+
+def target_widths(age_stds: np.ndarray, loss_cfg) -> np.ndarray | None:
+    """Each image's label-distribution width (float32, years) under ``loss.vote_sigma``: the
+    label's own spread where its data set gives one (APPA's vote std), else ``label_sigma``;
+    ``None`` without ``vote_sigma`` (every image takes ``label_sigma``)."""
+    if not loss_cfg.vote_sigma:
+        return None
+    if not loss_spec(loss_cfg.name).distribution:
+        raise ValueError(f"loss.vote_sigma needs a distribution loss, not {loss_cfg.name!r}")
+    stds = np.asarray(age_stds, dtype=np.float32)
+    return np.where(np.isfinite(stds) & (stds >= 0), stds, loss_cfg.label_sigma).astype(np.float32)
 
 
 def check_label_sigma(loss_name: str, label_sigma: float) -> None:

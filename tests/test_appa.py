@@ -97,3 +97,21 @@ def test_real_copy_counts():
         records = datasets.dataset("appa").read(root)
     assert len(records) == 5206
     assert len({r.person for r in records}) == 5204  # two near-duplicate pairs
+
+
+def test_vote_stds_travel_with_the_cached_faces(fake_appa, tmp_path):
+    from common.cache import cached_faces, concat_faces
+    from common.faces import AlignSpec
+
+    with pytest.warns(DataWarning):
+        records = datasets.dataset("appa").read(str(fake_appa))
+    faces = cached_faces(records, AlignSpec(size=16), "appa", cache_dir=tmp_path, progress=False)
+    by_name = dict(zip(faces.names, faces.age_stds, strict=True))
+    assert by_name["000002.jpg"] == pytest.approx(4.0) and by_name["000010.jpg"] == 2.5
+    again = cached_faces(records, AlignSpec(size=16), "appa", cache_dir=tmp_path, progress=False)
+    np.testing.assert_array_equal(again.age_stds, faces.age_stds)  # read back from the cache
+    both = concat_faces({"appa": faces, "other": faces.subset(np.array([0, 1]))})
+    assert len(both.age_stds) == len(faces) + 2
+    np.testing.assert_array_equal(both.age_stds[-2:], faces.age_stds[:2])
+    plain = type(faces)(faces.images, faces.ages, faces.persons, faces.names, faces.methods)
+    assert np.isnan(plain.age_stds).all()  # a set without label spreads

@@ -128,3 +128,22 @@ def test_label_distribution_target_matches_the_reference():
     assert float(soft(ages_np, logits_np)) == pytest.approx(
         ref.mean_variance_loss(logits_np, ages_np, 0, 0, label_sigma=2.5), rel=1e-5
     )
+
+
+def test_per_image_target_widths_match_the_reference():
+    rng = np.random.default_rng(4)
+    logits_np = rng.normal(0, 3, (6, 101))
+    ages_np = np.array([1.0, 5, 30, 60, 2, 90])
+    widths = np.array([0.0, 2.5, 0.0, 6.1, 1.2, 0.0])  # APPA vote stds; 0: no spread known
+    value, grad = _value_and_grad(
+        lambda z, y: losses.mean_variance_loss(z, y, label_sigma=widths), logits_np, ages_np
+    )
+    assert value == pytest.approx(ref.mean_variance_loss(logits_np, ages_np, label_sigma=widths))
+    np.testing.assert_allclose(
+        grad.numpy(), ref.mean_variance_grad(logits_np, ages_np, label_sigma=widths), atol=1e-5
+    )
+    # as Keras hands them over: (N, 2) rows of age and width
+    rows = np.stack([ages_np, widths], axis=1)
+    assert float(losses.make_loss("mean_variance")(rows, logits_np)) == pytest.approx(value)
+    plain = float(losses.make_loss("mean_variance")(ages_np, logits_np))
+    assert plain == pytest.approx(ref.mean_variance_loss(logits_np, ages_np), rel=1e-6)

@@ -282,3 +282,12 @@ def test_a_run_without_checkpoints_writes_none(tmp_path):
     assert not left & {"backup", train.BEST_WEIGHTS, train.MODEL_FILE, "best.json"}, left
     assert metrics["best_epoch"] in (0, 1) and np.isfinite(metrics["test_mae"])
     assert metrics["epochs_run"] == 2  # the log is kept
+
+
+def test_vote_stds_become_the_targets_widths(tmp_path):
+    cfg, faces, fold, digest = _setup(
+        "optim.epochs=1", "max_steps_per_epoch=2", "loss.vote_sigma=true", "loss.label_sigma=1.5"
+    )
+    faces.age_stds = np.where(np.arange(len(faces)) % 2 == 0, 3.0, np.nan).astype(np.float32)
+    metrics = train.fit(cfg, faces, fold, digest, tmp_path, progress=False)
+    assert np.isfinite(metrics["test_mae"])

@@ -116,3 +116,24 @@ def test_label_sigma_is_refused_where_it_means_nothing():
     with pytest.raises(ValueError, match="distribution loss"):
         losses.check_label_sigma("l2", 2.0)
     losses.check_label_sigma("softmax", 2.0)
+
+
+def test_per_image_widths_and_target_widths():
+    from types import SimpleNamespace
+
+    from common.losses import label_distribution, target_widths
+
+    q = label_distribution(np.array([3.0, 40.0]), 101, np.array([0.0, 4.0]))
+    assert q[0, 3] == 1.0 and q[0].sum() == 1.0  # no width: one-hot
+    assert q[1].sum() == pytest.approx(1.0) and q[1].argmax() == 40 and q[1, 36] > 0.5 * q[1, 40]
+    with pytest.raises(ValueError, match="finite and 0 or more"):
+        label_distribution(np.array([3.0]), 101, np.array([-1.0]))
+    stds = np.array([np.nan, 1.1, 4.0], np.float32)  # AAF (none), APPA child, APPA adult
+    cfg = SimpleNamespace(name="mean_variance", label_sigma=0.0, vote_sigma=True)
+    np.testing.assert_array_equal(target_widths(stds, cfg), np.array([0.0, 1.1, 4.0], np.float32))
+    cfg.label_sigma = 2.0
+    assert target_widths(stds, cfg)[0] == 2.0
+    cfg.vote_sigma = False
+    assert target_widths(stds, cfg) is None
+    with pytest.raises(ValueError, match="distribution loss"):
+        target_widths(stds, SimpleNamespace(name="l2", label_sigma=0.0, vote_sigma=True))

@@ -90,3 +90,28 @@ def test_label_distribution_target_matches_the_reference(name, lambdas):
     )
     with pytest.raises(ValueError, match="distribution loss"):
         losses.make_loss("l2", label_sigma=2.5)
+
+
+def test_per_image_target_widths_match_the_reference_and_zero_keeps_one_hot():
+    rng = np.random.default_rng(4)
+    logits_np = rng.normal(0, 3, (6, 101))
+    ages_np = np.array([1.0, 5, 30, 60, 2, 90])
+    widths = np.array([0.0, 2.5, 0.0, 6.1, 1.2, 0.0])  # APPA vote stds; 0: no spread known
+    logits = torch.tensor(logits_np, dtype=torch.float64, requires_grad=True)
+    loss = losses.make_loss("mean_variance")
+    value = loss(logits, torch.tensor(ages_np), torch.tensor(widths))
+    value.backward()
+    assert value.item() == pytest.approx(
+        ref.mean_variance_loss(logits_np, ages_np, label_sigma=widths), abs=1e-9
+    )
+    np.testing.assert_allclose(
+        logits.grad.numpy(),
+        ref.mean_variance_grad(logits_np, ages_np, label_sigma=widths),
+        atol=1e-9,
+    )
+    each = losses.mean_variance_loss(
+        logits.detach(), torch.tensor(ages_np), reduction="none", label_sigma=torch.tensor(widths)
+    )
+    plain = losses.mean_variance_loss(logits.detach(), torch.tensor(ages_np), reduction="none")
+    assert torch.equal(each[widths == 0], plain[widths == 0])
+    assert (each[widths > 0] != plain[widths > 0]).all()

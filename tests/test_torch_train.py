@@ -73,6 +73,21 @@ def test_other_losses_run_end_to_end(loss, extra, tmp_path):
     assert np.isfinite(preds["std"]).all() == (loss != "l2")
 
 
+def test_vote_stds_become_the_targets_widths(tmp_path):
+    cfg, faces, fold, digest = _setup(
+        "optim.epochs=1",
+        "max_steps_per_epoch=2",
+        "data.synthetic_persons=16",
+        "loss.vote_sigma=true",
+        "loss.label_sigma=1.5",
+    )
+    faces.age_stds = np.where(np.arange(len(faces)) % 2 == 0, 3.0, np.nan).astype(np.float32)
+    trainer = train.Trainer(cfg, faces, fold, torch.device("cpu"))
+    assert trainer.sigmas.tolist()[:4] == [3.0, 1.5, 3.0, 1.5]  # no std known: label_sigma
+    metrics = train.fit(cfg, faces, fold, digest, tmp_path, progress=False)
+    assert np.isfinite(metrics["test_mae"])
+
+
 def test_run_folder_and_checkpoint_round_trip(tmp_path):
     cfg, faces, fold, digest = _setup("optim.epochs=2", "max_steps_per_epoch=2")
     metrics = train.fit(cfg, faces, fold, digest, tmp_path, progress=False)

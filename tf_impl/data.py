@@ -14,7 +14,9 @@ from common.sampling import epoch_order
 
 
 class FaceBatches(keras.utils.PyDataset):
-    """Batches of (float32 RGB 0..255 images, ages) sliced from the uint8 cache by index."""
+    """Batches of (float32 RGB 0..255 images, ages) sliced from the uint8 cache by index; with
+    ``widths`` (per-image target widths, ``loss.vote_sigma``) the targets are (N, 2) rows of
+    age and width (``tf_impl.losses.split_targets``)."""
 
     def __init__(
         self,
@@ -26,9 +28,11 @@ class FaceBatches(keras.utils.PyDataset):
         seed: int = 0,
         max_batches: int = 0,
         band_balance: float = 0.0,
+        widths: np.ndarray | None = None,
     ):
         super().__init__()
         self.images, self.ages, self.idx = images, ages, np.asarray(idx)
+        self.widths = widths
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
         self.band_balance = band_balance
         n = len(self.idx) // batch_size if shuffle else -(-len(self.idx) // batch_size)
@@ -46,7 +50,10 @@ class FaceBatches(keras.utils.PyDataset):
 
     def __getitem__(self, i: int):
         sel = self.order[i * self.batch_size : (i + 1) * self.batch_size]
-        return self.images[sel].astype(np.float32), self.ages[sel].astype(np.float32)
+        y = self.ages[sel].astype(np.float32)
+        if self.widths is not None:
+            y = np.stack([y, self.widths[sel].astype(np.float32)], axis=1)
+        return self.images[sel].astype(np.float32), y
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

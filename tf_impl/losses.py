@@ -46,7 +46,7 @@ def mean_variance_loss(
     lambda_mean: float = LAMBDA_MEAN,
     lambda_var: float = LAMBDA_VAR,
     reduction: str = "mean",
-    label_sigma: float = 0.0,
+    label_sigma=0.0,
 ):
     """Softmax CE + λ1·½(m − y)² + λ2·Σ p_j (j − m)² (Pan et al., CVPR 2018).
 
@@ -55,7 +55,8 @@ def mean_variance_loss(
         ages: (N,) true ages in years; CE uses the rounded age clipped into 0..K-1.
         reduction: ``mean`` over the batch (the paper), ``sum`` or ``none``.
         label_sigma: > 0: CE against a Gaussian of this std around the age instead
-            (``common.losses.label_distribution``).
+            (``common.losses.label_distribution``); an (N,) tensor gives each image its own
+            width (0: that image's one-hot target).
     """
     logits = ops.convert_to_tensor(logits)
     ages = ops.convert_to_tensor(ages)
@@ -67,15 +68,19 @@ def mean_variance_loss(
     y = ops.clip(ops.cast(ages, logits.dtype), 0, k - 1)
     m = ops.sum(p * j, axis=-1)
     v = ops.sum(p * j * j, axis=-1) - m * m
-    if label_sigma > 0:
+    q = ops.one_hot(ops.cast(ops.round(y), "int32"), k, dtype=logits.dtype)
+    if not isinstance(label_sigma, int | float):  # per-image widths
+        sigma = ops.cast(ops.reshape(label_sigma, (-1,)), logits.dtype)
+        width = ops.where(sigma > 0, sigma, ops.ones_like(sigma))[:, None]
+        gauss = ops.softmax(-0.5 * ((j[None, :] - y[:, None]) / width) ** 2, axis=-1)
+        q = ops.where(sigma[:, None] > 0, gauss, q)
+    elif label_sigma > 0:
         q = ops.softmax(-0.5 * ((j[None, :] - y[:, None]) / label_sigma) ** 2, axis=-1)
-    else:
-        q = ops.one_hot(ops.cast(ops.round(y), "int32"), k, dtype=logits.dtype)
     ce = -ops.sum(q * logp, axis=-1)
     return _reduce(ce + lambda_mean * 0.5 * (m - y) ** 2 + lambda_var * v, reduction)
 
 
-def softmax_loss(logits, ages, reduction: str = "mean", label_sigma: float = 0.0):
+def softmax_loss(logits, ages, reduction: str = "mean", label_sigma=0.0):
     """Cross-entropy on the rounded age class only; the prediction is still the expectation."""
     return mean_variance_loss(logits, ages, 0.0, 0.0, reduction, label_sigma)
 
@@ -93,8 +98,17 @@ def l2_loss(outputs, ages, reduction: str = "mean"):
     return _reduce((pred - ops.cast(ages, pred.dtype)) ** 2, reduction)
 
 
+def split_targets(y_true):
+    """(ages (N,), per-image target widths (N,) or ``None``) from Keras' ``y_true``: the ages
+    (N,) or (N, 1), or (N, 2) rows of age and width under ``loss.vote_sigma``."""
+    if len(y_true.shape) == 2 and y_true.shape[-1] == 2:
+        return y_true[:, 0], y_true[:, 1]
+    return ops.reshape(y_true, (-1,)), None
+
+
 class _AgeLoss(keras.losses.Loss):
-    """Keras wrapper: ``y_true`` is the ages (N,) or (N, 1); per-sample values, batch mean."""
+    """Keras wrapper: ``y_true`` as :func:`split_targets` reads it; per-sample values, batch
+    mean."""
 
     fn = None
 
@@ -102,7 +116,7 @@ class _AgeLoss(keras.losses.Loss):
         super().__init__(name=name or type(self).__name__, reduction=reduction, **kwargs)
 
     def call(self, y_true, y_pred):
-        return type(self).fn(y_pred, ops.reshape(y_true, (-1,)), reduction="none")
+        return type(self).fn(y_pred, split_targets(y_true)[0], reduction="none")
 
 
 @keras.saving.register_keras_serializable(package="agezoo")
@@ -112,13 +126,14 @@ class MeanVarianceLoss(_AgeLoss):
         self.lambda_mean, self.lambda_var, self.label_sigma = lambda_mean, lambda_var, label_sigma
 
     def call(self, y_true, y_pred):
+        y, sigma = split_targets(y_true)
         return mean_variance_loss(
             y_pred,
-            ops.reshape(y_true, (-1,)),
+            y,
             self.lambda_mean,
             self.lambda_var,
             reduction="none",
-            label_sigma=self.label_sigma,
+            label_sigma=self.label_sigma if sigma is None else sigma,
         )
 
     def get_config(self):
@@ -137,8 +152,9 @@ class SoftmaxLoss(_AgeLoss):
         self.label_sigma = label_sigma
 
     def call(self, y_true, y_pred):
-        y = ops.reshape(y_true, (-1,))
-        return softmax_loss(y_pred, y, reduction="none", label_sigma=self.label_sigma)
+        y, sigma = split_targets(y_true)
+        sigma = self.label_sigma if sigma is None else sigma
+        return softmax_loss(y_pred, y, reduction="none", label_sigma=sigma)
 
     def get_config(self):
         return {**super().get_config(), "label_sigma": self.label_sigma}

@@ -24,13 +24,13 @@ import numpy as np
 from common import results, runner
 from common.cache import FaceArrays
 from common.config import Config, comparable, load_config, save_config, to_dict
-from common.losses import loss_spec
+from common.losses import loss_spec, target_widths
 from common.results import KERAS_BEST_WEIGHTS as BEST_WEIGHTS
 from common.results import KERAS_MODEL as MODEL_FILE
 from common.splits import Fold
 from tf_impl.augment import FaceAugment
 from tf_impl.data import FaceBatches, KeepFreedMemory, keep_freed_memory, outputs, predict
-from tf_impl.losses import make_loss
+from tf_impl.losses import make_loss, split_targets
 from tf_impl.models import create_model
 
 __all__ = ["FaceBatches", "fit", "keep_freed_memory", "main", "outputs", "predict"]
@@ -68,7 +68,7 @@ def age_mae_metric(loss_name: str):
     """Running MAE of the predicted age, for the progress bar only (reports use common/)."""
 
     def mae(y_true, y_pred):
-        y = keras.ops.reshape(keras.ops.cast(y_true, "float32"), (-1,))
+        y = keras.ops.cast(split_targets(y_true)[0], "float32")
         y_pred = keras.ops.cast(y_pred, "float32")
         if not loss_spec(loss_name).distribution:
             pred = y_pred[:, 0]
@@ -256,6 +256,7 @@ def fit(
         seed=cfg.seed,
         max_batches=cfg.max_steps_per_epoch,
         band_balance=cfg.optim.band_balance,
+        widths=target_widths(faces.age_stds, cfg.loss),
     )
     strategy = _strategy(gpus)
     scope = strategy.scope() if strategy else contextlib.nullcontext()

@@ -46,7 +46,7 @@ def mean_variance_loss(
     lambda_mean: float = LAMBDA_MEAN,
     lambda_var: float = LAMBDA_VAR,
     reduction: str = "mean",
-    label_sigma: float = 0.0,
+    label_sigma: float | torch.Tensor = 0.0,
 ) -> torch.Tensor:
     """Softmax CE + λ1·½(m − y)² + λ2·Σ p_j (j − m)² (Pan et al., CVPR 2018).
 
@@ -55,7 +55,8 @@ def mean_variance_loss(
         ages: (N,) true ages in years; CE uses the rounded age clipped into 0..K-1.
         reduction: ``mean`` over the batch (the paper), ``sum`` or ``none``.
         label_sigma: > 0: CE against a Gaussian of this std around the age instead
-            (``common.losses.label_distribution``).
+            (``common.losses.label_distribution``); an (N,) tensor gives each image its own
+            width (0: that image's one-hot target).
     """
     _check(logits, ages, reduction)
     k = logits.shape[1]
@@ -65,16 +66,21 @@ def mean_variance_loss(
     y = ages.to(logits.dtype).clamp(0, k - 1)
     m = p @ j
     v = p @ (j**2) - m**2
-    if label_sigma > 0:
-        q = torch.softmax(-0.5 * ((j[None, :] - y[:, None]) / label_sigma) ** 2, dim=1)
-        ce = -(q * logp).sum(dim=1)
-    else:
-        ce = -logp.gather(1, y.round().long()[:, None])[:, 0]
+    ce = -logp.gather(1, y.round().long()[:, None])[:, 0]  # the one-hot target
+    if isinstance(label_sigma, torch.Tensor) or label_sigma > 0:
+        sigma = torch.as_tensor(label_sigma, dtype=logits.dtype, device=logits.device)
+        sigma = sigma.expand(len(y))
+        width = torch.where(sigma > 0, sigma, torch.ones_like(sigma))[:, None]
+        q = torch.softmax(-0.5 * ((j[None, :] - y[:, None]) / width) ** 2, dim=1)
+        ce = torch.where(sigma > 0, -(q * logp).sum(dim=1), ce)
     return _reduce(ce + lambda_mean * 0.5 * (m - y) ** 2 + lambda_var * v, reduction)
 
 
 def softmax_loss(
-    logits: torch.Tensor, ages: torch.Tensor, reduction: str = "mean", label_sigma: float = 0.0
+    logits: torch.Tensor,
+    ages: torch.Tensor,
+    reduction: str = "mean",
+    label_sigma: float | torch.Tensor = 0.0,
 ):
     """Cross-entropy on the rounded age class only; the prediction is still the expectation."""
     return mean_variance_loss(logits, ages, 0.0, 0.0, reduction, label_sigma)
@@ -97,9 +103,11 @@ class MeanVarianceLoss(nn.Module):
         self.lambda_mean, self.lambda_var, self.reduction = lambda_mean, lambda_var, reduction
         self.label_sigma = label_sigma
 
-    def forward(self, logits, ages):
+    def forward(self, logits, ages, label_sigma=None):
+        """``label_sigma``: per-image widths (N,) for this batch, else the module's own."""
+        sigma = self.label_sigma if label_sigma is None else label_sigma
         return mean_variance_loss(
-            logits, ages, self.lambda_mean, self.lambda_var, self.reduction, self.label_sigma
+            logits, ages, self.lambda_mean, self.lambda_var, self.reduction, sigma
         )
 
 
@@ -108,8 +116,9 @@ class SoftmaxLoss(nn.Module):
         super().__init__()
         self.reduction, self.label_sigma = reduction, label_sigma
 
-    def forward(self, logits, ages):
-        return softmax_loss(logits, ages, self.reduction, self.label_sigma)
+    def forward(self, logits, ages, label_sigma=None):
+        sigma = self.label_sigma if label_sigma is None else label_sigma
+        return softmax_loss(logits, ages, self.reduction, sigma)
 
 
 class L2Loss(nn.Module):
@@ -117,7 +126,7 @@ class L2Loss(nn.Module):
         super().__init__()
         self.reduction = reduction
 
-    def forward(self, outputs, ages):
+    def forward(self, outputs, ages, label_sigma=None):  # a regression has no target width
         return l2_loss(outputs, ages, self.reduction)
 
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from common import results, runner
 from common.cache import FaceArrays
 from common.config import Config, comparable, save_config, to_dict
-from common.losses import decode_outputs, loss_spec
+from common.losses import decode_outputs, loss_spec, target_widths
 from common.results import TORCH_BEST as BEST
 from common.results import TORCH_LAST as CHECKPOINT
 from common.sampling import epoch_order
@@ -47,11 +47,12 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _compute_loss(loss_fn, outputs, ages):
+def _compute_loss(loss_fn, outputs, ages, sigma=None):
+    """The batch's loss and its main output; ``sigma``: per-image target widths, if any."""
     if isinstance(outputs, tuple):  # InceptionV3's auxiliary head, in training only
         main, aux = outputs
-        return loss_fn(main, ages) + AUX_LOSS_WEIGHT * loss_fn(aux, ages), main
-    return loss_fn(outputs, ages), outputs
+        return loss_fn(main, ages, sigma) + AUX_LOSS_WEIGHT * loss_fn(aux, ages, sigma), main
+    return loss_fn(outputs, ages, sigma), outputs
 
 
 class Trainer:
@@ -76,6 +77,8 @@ class Trainer:
         self.faces = faces
         self.images = torch.from_numpy(faces.images).to(device)
         self.ages = torch.from_numpy(faces.ages).to(device)
+        widths = target_widths(faces.age_stds, cfg.loss)
+        self.sigmas = None if widths is None else torch.from_numpy(widths).to(device)
         loss = loss_spec(self.loss_name)
         self.model = create_model(
             cfg.model.name, loss.outputs(cfg.data.num_classes), cfg.model.weights, self.input_size
@@ -162,7 +165,8 @@ class Trainer:
             outputs = (
                 tuple(o.float() for o in outputs) if isinstance(outputs, tuple) else outputs.float()
             )
-            loss, main = _compute_loss(self.loss_fn, outputs, y)
+            sigma = None if self.sigmas is None else self.sigmas[idx]
+            loss, main = _compute_loss(self.loss_fn, outputs, y, sigma)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
