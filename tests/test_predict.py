@@ -279,6 +279,7 @@ COMMANDS = [
     "benchmarks.preprocess",
     "benchmarks.eye_geometry",
     "benchmarks.predict_speed",
+    "benchmarks.predict_stages",
 ]
 
 
@@ -365,3 +366,18 @@ def test_json_output_is_strict_json_for_an_l2_model():
     face = json.loads(as_json(result, card, flip=True), parse_constant=refuse)["faces"][0]
     assert face["age"] == 30.5 and face["std"] is None and face["low"] is None
     assert face["box"] == [1, 2, 3, 4]
+
+
+def test_stage_benchmark_times_every_stage_of_the_default_path(fgnet_dir):
+    from benchmarks.predict_stages import stages
+
+    paths = [r.path for r in load_fgnet(fgnet_dir)[::200][:5]]
+    predictor = load_predictor(None)  # the released default: BlazeFace, ONNX Runtime
+    out = stages(paths, predictor, repeats=1)
+    assert out["photos"] == 5 and out["faces_aligned"] == 5
+    names = {"decode", "blazeface_model", "blazeface_decode_nms", "dlib_5_points", "align"}
+    assert set(out["stages_ms_per_photo"]) == names | {"age_model_flip"}
+    for figures in out["stages_ms_per_photo"].values():
+        assert figures["1_thread"] > 0 and figures["2_threads"] > 0
+    assert set(out["predict_photos_per_s"]) == {"1_worker", "2_workers", "2_workers_no_flip"}
+    assert predictor.flip  # left as it was
