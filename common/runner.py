@@ -9,7 +9,7 @@ from pathlib import Path
 
 from common import results
 from common.cache import FaceArrays
-from common.config import Config, load_config
+from common.config import Config, comparable, load_config, to_dict
 from common.datasets import dataset_names
 from common.detectors import DETECTORS
 from common.losses import LOSSES
@@ -37,6 +37,16 @@ checkpoint, predictions, metrics, calibration).
 class ResumeError(ValueError):
     """A run that cannot be resumed as asked (other settings, other folds, a damaged
     checkpoint); printed without a traceback, nothing in the run folder touched."""
+
+
+def check_same_config(saved: dict, cfg, run_dir) -> None:
+    """Raises :class:`ResumeError` unless a run folder's saved config (a dict) and ``cfg``
+    agree on every setting that changes the result."""
+    if comparable(saved) != comparable(to_dict(cfg)):
+        raise ResumeError(
+            f"{run_dir}: its checkpoint was made with another config; "
+            "resume only with the same settings"
+        )
 
 
 class HelpRequested(Exception):

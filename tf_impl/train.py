@@ -23,7 +23,7 @@ import numpy as np
 
 from common import results, runner
 from common.cache import FaceArrays
-from common.config import Config, comparable, load_config, save_config, to_dict
+from common.config import Config, load_config, save_config, to_dict
 from common.losses import loss_spec, target_widths
 from common.results import KERAS_BEST_WEIGHTS as BEST_WEIGHTS
 from common.results import KERAS_MODEL as MODEL_FILE
@@ -232,11 +232,7 @@ def fit(
     if cfg.resume and backup.is_dir():
         old_path = run_dir / results.CONFIG
         old = to_dict(load_config(str(old_path))) if old_path.is_file() else {}
-        if comparable(old) != comparable(to_dict(cfg)):
-            raise runner.ResumeError(
-                f"{run_dir}: its checkpoint was made with another config; "
-                "resume only with the same settings"
-            )
+        runner.check_same_config(old, cfg, run_dir)
         if progress:
             print(f"resuming {run_dir} from its last completed epoch")
     elif backup.exists():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from common import results
+from common import results, runner
 from common.results import CorruptFileError
 
 KEY = "crc32"
@@ -58,4 +58,19 @@ def load_checkpoint_file(path: str | Path, map_location="cpu") -> dict:
         stored = state.pop(KEY)
         if stored != content_crc(state):
             raise CorruptFileError(f"{path}: changed since it was written (CRC-32 differs)")
+    return state
+
+
+def resume_state(path: str | Path, cfg, fold_name: str, fold_hash: str, map_location) -> dict:
+    """The last checkpoint of an interrupted run, checked to belong to this config and fold;
+    :class:`common.runner.ResumeError` (nothing changed on disk) otherwise."""
+    try:
+        state = load_checkpoint_file(path, map_location=map_location)
+    except CorruptFileError as exc:
+        raise runner.ResumeError(
+            f"{exc}; nothing was changed: move it away to start afresh"
+        ) from exc
+    runner.check_same_config(state["config"], cfg, Path(path).parent)
+    if state["fold_hash"] != fold_hash or state["fold"] != fold_name:
+        raise runner.ResumeError(f"{Path(path).parent}: its checkpoint was made on other folds")
     return state

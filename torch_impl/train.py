@@ -25,13 +25,13 @@ from tqdm import tqdm
 
 from common import results, runner
 from common.cache import FaceArrays
-from common.config import Config, comparable, save_config, to_dict
+from common.config import Config, save_config, to_dict
 from common.losses import decode_outputs, loss_spec, target_widths
 from common.results import TORCH_BEST as BEST
 from common.results import TORCH_LAST as CHECKPOINT
 from common.sampling import epoch_order
 from common.splits import Fold
-from torch_impl.checkpoint import load_checkpoint_file, save_checkpoint
+from torch_impl.checkpoint import load_checkpoint_file, resume_state, save_checkpoint
 from torch_impl.losses import make_loss
 from torch_impl.models import AUX_LOSS_WEIGHT, create_model
 from torch_impl.optim import lr_lambda, make_optimizer
@@ -266,19 +266,7 @@ def fit(
     start, best = 0, {"val_mae": math.inf, "epoch": -1}
     log = results.CsvLog(run_dir / results.LOG, keep=cfg.resume)
     if cfg.resume and (run_dir / CHECKPOINT).is_file():
-        try:
-            state = load_checkpoint_file(run_dir / CHECKPOINT, map_location=device)
-        except results.CorruptFileError as exc:
-            raise runner.ResumeError(
-                f"{exc}; nothing was changed: move it away to start afresh"
-            ) from exc
-        if comparable(state["config"]) != comparable(to_dict(cfg)):
-            raise runner.ResumeError(
-                f"{run_dir}: its checkpoint was made with another config; "
-                "resume only with the same settings"
-            )
-        if state["fold_hash"] != fold_hash or state["fold"] != fold.name:
-            raise runner.ResumeError(f"{run_dir}: its checkpoint was made on other folds")
+        state = resume_state(run_dir / CHECKPOINT, cfg, fold.name, fold_hash, device)
         trainer.load_state(state)
         start, best = state["epoch"] + 1, state["best"]
         log.truncate(start)
