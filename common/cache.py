@@ -39,7 +39,7 @@ from common.faces import (
 from common.results import CorruptFileError, read_checked_json, write_checked_json
 
 # Bump when the alignment code changes in a way that alters the pixels.
-PREPROCESS_VERSION = 3
+PREPROCESS_VERSION = 4  # 4: the 5-point window's bottom from the face's centre row
 
 
 @dataclass

@@ -47,6 +47,14 @@ def test_weighted_nms_blends_overlapping_boxes_by_score():
 
 
 @needs_blazeface
+def test_five_point_window_is_centred_on_the_box_in_both_directions():
+    # A face low and to the left of a portrait photo: the window reaches a side below its
+    # centre, not (as before PREPROCESS_VERSION 4) a side below the centre's x coordinate.
+    box = np.array([20.0, 270.0, 80.0, 330.0])  # centre (50, 300), side 60
+    assert blazeface.five_point_window(box, (500, 200, 3)) == (0, 240, 110, 360)
+    assert blazeface.five_point_window(box, (320, 200, 3)) == (0, 240, 110, 320)  # clipped
+
+
 def test_no_face_in_a_generated_image():
     noise = np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)
     assert detectors.DETECTORS["blazeface"].find(noise, True) == []

@@ -233,14 +233,23 @@ def blazeface_faces(image: np.ndarray) -> list[tuple[float, np.ndarray, np.ndarr
     ]
 
 
+def five_point_window(box: np.ndarray, shape) -> tuple[int, int, int, int]:
+    """The part of the photo (left, top, right, bottom) handed to dlib: the square around the
+    box's centre, twice its longer side, clipped to the photo."""
+    x0, y0, x1, y1 = box
+    cx, cy, side = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0)
+    h, w = shape[:2]
+    left, top = int(max(0, cx - side)), int(max(0, cy - side))
+    return left, top, int(min(w, cx + side)), int(min(h, cy + side))
+
+
 def refine_eyes(image: np.ndarray, box: np.ndarray) -> np.ndarray:
     """(2, 2) eye centres from dlib's 5 points (two corners per eye), started from the square
     around a BlazeFace box; only the face's neighbourhood is handed to dlib."""
     x0, y0, x1, y1 = box
     cx, cy, side = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0)
-    h, w = image.shape[:2]
-    left, top = int(max(0, cx - side)), int(max(0, cy - side))
-    crop = np.ascontiguousarray(image[top : int(min(h, cx + side)), left : int(min(w, cx + side))])
+    left, top, right, bottom = five_point_window(box, image.shape)
+    crop = np.ascontiguousarray(image[top:bottom, left:right])
     import dlib
 
     rect = dlib.rectangle(
