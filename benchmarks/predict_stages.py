@@ -4,10 +4,10 @@ On the same photos as ``benchmarks.predict_speed`` (200 tight crops of APPA, 200
 photos), with the default model and detector: each stage alone, all photos on one thread and
 then split over a pool of two, as milliseconds of wall time a photo (best of ``--repeats``):
 decode, BlazeFace (letterbox and model), the decoding of its outputs and non-maximum suppression,
-dlib's 5 points, the alignment, and the age model with the test-time flip (in the batches
-predict sends, on ONNX Runtime's own two threads; "2 threads": two batches at once). A stage
-that runs no faster on two
-threads than on one holds Python's GIL, and no thread pool can overlap it. Then the whole
+the 5 points (our compiled walker of dlib's trees, or dlib where it is not built), the
+alignment, and the age model with the test-time flip (in the batches predict sends, on ONNX
+Runtime's own two threads; "2 threads": two batches at once). A stage that runs no faster on
+two threads than on one holds Python's GIL, and no thread pool can overlap it. Then the whole
 predict path with one worker and two, and without the flip.
 
 The sum of the one-thread stage times, halved, is what two cores could give if every stage ran
@@ -35,6 +35,7 @@ from benchmarks.predict_speed import chip_paths
 from common import results
 from common.datasets import fgnet_root, load_fgnet
 from common.detectors import blazeface as bf
+from common.detectors.five_points import five_points_walker
 from common.faces import align_detection, load_rgb
 
 OUT = Path(__file__).parent / "results" / "predict_stages.json"
@@ -72,7 +73,7 @@ def stages(paths: list[Path], predictor, repeats: int) -> dict:
         "decode": (lambda p: load_rgb(p), paths),
         "blazeface_model": (lambda im: bf._forward(bf._letterbox(im)[0]), images),
         "blazeface_decode_nms": (lambda out: bf.weighted_nms(*bf._decode(*out)), raw),
-        "dlib_5_points": (lambda f: bf.refine_eyes(f[0], box_corners(f[1].box)), first),
+        "five_points": (lambda f: bf.refine_eyes(f[0], box_corners(f[1].box)), first),
         "align": (lambda f: align_detection(f[0], spec, f[1]), first),
         "age_model_flip": (predictor.outputs, batches),
     }
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         "model": predictor.card.source,
         "detector": predictor.spec.detector,
         "blazeface_runtime": "onnxruntime" if bf.onnx_path() else "opencv",
+        "five_points": "compiled walker" if five_points_walker(bf.five_points_path()) else "dlib",
         "sets": {name: stages(paths, predictor, args.repeats) for name, paths in sets.items()},
         "cpus": os.cpu_count(),
         "machine": platform.platform(),

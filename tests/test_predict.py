@@ -375,7 +375,7 @@ def test_stage_benchmark_times_every_stage_of_the_default_path(fgnet_dir):
     predictor = load_predictor(None)  # the released default: BlazeFace, ONNX Runtime
     out = stages(paths, predictor, repeats=1)
     assert out["photos"] == 5 and out["faces_aligned"] == 5
-    names = {"decode", "blazeface_model", "blazeface_decode_nms", "dlib_5_points", "align"}
+    names = {"decode", "blazeface_model", "blazeface_decode_nms", "five_points", "align"}
     assert set(out["stages_ms_per_photo"]) == names | {"age_model_flip"}
     for figures in out["stages_ms_per_photo"].values():
         assert figures["1_thread"] > 0 and figures["2_threads"] > 0

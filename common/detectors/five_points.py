@@ -200,7 +200,7 @@ def build(dat: Path, force: bool = False) -> tuple[Path, Path]:
     tag = f".tmp{os.getpid()}"
     tmp_lib, tmp_arrays = library.with_suffix(tag + ".so"), arrays.with_suffix(tag + ".npz")
     try:
-        flags = ["-O2", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math"]
+        flags = ["-O3", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math"]
         done = subprocess.run(
             [*cc, *flags, "-o", str(tmp_lib), str(SOURCE), "-lm"],
             capture_output=True,
