@@ -131,3 +131,12 @@ def test_a_damaged_build_gives_way_to_dlib(tmp_path, monkeypatch):
         assert five_points.five_points_walker(DAT) is None
     finally:
         five_points.five_points_walker.cache_clear()
+
+
+@needs_model
+def test_setup_without_a_compiler_keeps_dlib_and_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AGEZOO_CACHE", str(tmp_path))
+    monkeypatch.setattr(five_points, "compiler", lambda: None)
+    assert five_points.main([]) == 0  # not a failure of the set-up
+    assert "stay on dlib's own predictor: no C compiler" in capsys.readouterr().err
+    assert not any(tmp_path.rglob("five-points-*"))
