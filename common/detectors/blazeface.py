@@ -234,11 +234,15 @@ def blazeface_faces(image: np.ndarray) -> list[tuple[float, np.ndarray, np.ndarr
     ]
 
 
+def _centre_and_side(box: np.ndarray) -> tuple[float, float, float]:
+    x0, y0, x1, y1 = box
+    return (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0)
+
+
 def five_point_window(box: np.ndarray, shape) -> tuple[int, int, int, int]:
     """The part of the photo (left, top, right, bottom) handed to dlib: the square around the
     box's centre, twice its longer side, clipped to the photo."""
-    x0, y0, x1, y1 = box
-    cx, cy, side = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0)
+    cx, cy, side = _centre_and_side(box)
     h, w = shape[:2]
     left, top = int(max(0, cx - side)), int(max(0, cy - side))
     return left, top, int(min(w, cx + side)), int(min(h, cy + side))
@@ -249,8 +253,7 @@ def refine_eyes(image: np.ndarray, box: np.ndarray) -> np.ndarray:
     around a BlazeFace box; only the face's neighbourhood is looked at. The points come from our
     compiled walker of dlib's trees where ``make setup`` built it (the same points, without
     holding the GIL: ``common.detectors.five_points``), else from dlib itself."""
-    x0, y0, x1, y1 = box
-    cx, cy, side = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0)
+    cx, cy, side = _centre_and_side(box)
     window = five_point_window(box, image.shape)
     left, top = window[:2]
     rect = (
