@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from common.augment import color_jitter
+
 # Package data, so that an installed wheel has its presets as an editable install does.
 CONFIG_DIR = Path(str(resources.files("common") / "configs"))
 
@@ -86,6 +88,7 @@ class Config:
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     seed: int = 0
     augment: bool = True
+    augment_color: str = "mild"  # a row of common.augment.COLOR
     out_dir: str = "runs"
     run_dir: str | None = None  # default: OUT_DIR/FRAMEWORK-MODEL-LOSS-TIMESTAMP
     resume: bool = False  # continue the run in run_dir from its last checkpoint
@@ -96,6 +99,9 @@ class Config:
     xla: bool = False  # jit_compile the Keras train step on TensorFlow GPUs (always on JAX)
     max_steps_per_epoch: int = 0  # 0 = all batches; >0 for smoke tests
     tensorboard: bool = True  # when the tensorboard package is installed
+
+    def __post_init__(self):
+        color_jitter(self.augment_color)  # an unknown name fails when the config is read
 
 
 def to_dict(cfg) -> dict:

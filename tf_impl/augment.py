@@ -1,9 +1,10 @@
 """Batch augmentation as one Keras layer, the same transform as ``torch_impl.train.augment``.
 
 One random similarity per image (scale ±10 %, rotation ±10°, shift ±3 % of the side, horizontal
-flip) applied in a single resampling pass, then brightness ±20 and contrast ×0.8–1.2 on the
-0..255 scale. Stacking Keras' RandomZoom / RandomRotation / RandomTranslation resamples the image
-three times, which cost 7 % of the training throughput on the CPU here.
+flip) applied in a single resampling pass, then the colour jitter of ``common.augment`` on the
+0..255 scale (brightness and contrast; saturation, grey and gamma when asked for). Stacking
+Keras' RandomZoom / RandomRotation / RandomTranslation resamples the image three times, which
+cost 7 % of the training throughput on the CPU here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import math
 
 import keras
 from keras import ops
+
+from common.augment import LUMA
 
 
 @keras.saving.register_keras_serializable(package="agezoo")
@@ -27,11 +30,15 @@ class FaceAugment(keras.layers.Layer):
         brightness=20.0,
         contrast=0.2,
         seed=None,
+        saturation=0.0,
+        gray=0.0,
+        gamma=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.scale, self.rotation, self.shift = scale, rotation, shift
         self.brightness, self.contrast, self.seed = brightness, contrast, seed
+        self.saturation, self.gray, self.gamma = saturation, gray, gamma
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def _uniform(self, n, lo, hi):
@@ -61,7 +68,17 @@ class FaceAugment(keras.layers.Layer):
         mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
         c = ops.reshape(self._uniform(n, 1 - self.contrast, 1 + self.contrast), (-1, 1, 1, 1))
         b = ops.reshape(self._uniform(n, -self.brightness, self.brightness), (-1, 1, 1, 1))
-        return ops.clip((x - mean) * c + mean + b, 0.0, 255.0)
+        x = ops.clip((x - mean) * c + mean + b, 0.0, 255.0)
+        if self.saturation or self.gray:
+            s = self._uniform(n, 1 - self.saturation, 1 + self.saturation)
+            s = ops.where(self._uniform(n, 0.0, 1.0) < self.gray, 0.0, s)
+            s = ops.reshape(s, (-1, 1, 1, 1))
+            luma = ops.sum(x * ops.convert_to_tensor(LUMA, x.dtype), axis=-1, keepdims=True)
+            x = ops.clip(luma + s * (x - luma), 0.0, 255.0)
+        if self.gamma:
+            g = ops.reshape(ops.exp(self._uniform(n, -self.gamma, self.gamma)), (-1, 1, 1, 1))
+            x = 255.0 * ops.power(x / 255.0, g)
+        return x
 
     def get_config(self):
         return {
@@ -72,4 +89,7 @@ class FaceAugment(keras.layers.Layer):
             "brightness": self.brightness,
             "contrast": self.contrast,
             "seed": self.seed,
+            "saturation": self.saturation,
+            "gray": self.gray,
+            "gamma": self.gamma,
         }

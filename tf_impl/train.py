@@ -12,6 +12,7 @@ On GPUs: mixed_float16, optional XLA (``xla=true``), MirroredStrategy when sever
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import sys
@@ -22,6 +23,7 @@ import keras
 import numpy as np
 
 from common import results, runner
+from common.augment import color_jitter
 from common.cache import FaceArrays
 from common.config import Config, load_config, save_config, to_dict
 from common.losses import loss_spec, target_widths
@@ -276,7 +278,8 @@ def fit(
                 if isinstance(layer, keras.Model):
                     layer.trainable = False
         inputs = keras.Input(model.input_shape[1:])
-        x = FaceAugment(seed=cfg.seed)(inputs) if cfg.augment else inputs
+        color = dataclasses.asdict(color_jitter(cfg.augment_color))
+        x = FaceAugment(seed=cfg.seed, **color)(inputs) if cfg.augment else inputs
         trainer = keras.Model(inputs, model(x), name="train")
         trainer.compile(
             optimizer=make_optimizer(cfg, len(train_data)),

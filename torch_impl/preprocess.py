@@ -11,6 +11,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from common.augment import COLOR, LUMA, ColorJitter
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -37,8 +39,11 @@ def to_input(
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random scale / shift / small rotation, horizontal flip and colour jitter on a whole batch.
+def augment(
+    images: torch.Tensor, generator: torch.Generator, color: ColorJitter = COLOR["mild"]
+) -> torch.Tensor:
+    """Random scale / shift / small rotation, horizontal flip and colour jitter on a whole batch
+    (``common.augment``: the same transform as the Keras layer).
 
     ``images`` is uint8 (N, H, W, 3); the result is uint8 of the same shape.
     """
@@ -61,8 +66,17 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    brightness = uniform(-20, 20).view(n, 1, 1, 1)
-    contrast = uniform(0.8, 1.2).view(n, 1, 1, 1)
+    brightness = uniform(-color.brightness, color.brightness).view(n, 1, 1, 1)
+    contrast = uniform(1 - color.contrast, 1 + color.contrast).view(n, 1, 1, 1)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * contrast + mean + brightness
+    if color.saturation or color.gray:
+        x = x.clamp(0, 255)
+        s = uniform(1 - color.saturation, 1 + color.saturation)
+        s = torch.where(uniform(0, 1) < color.gray, 0.0, s).view(n, 1, 1, 1)
+        luma = (x * torch.tensor(LUMA, device=dev).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        x = luma + s * (x - luma)
+    if color.gamma:
+        gamma = torch.exp(uniform(-color.gamma, color.gamma)).view(n, 1, 1, 1)
+        x = 255.0 * (x.clamp(0, 255) / 255.0) ** gamma
     return x.clamp_(0, 255).round_().to(torch.uint8).permute(0, 2, 3, 1)

@@ -24,6 +24,7 @@ import torchvision
 from tqdm import tqdm
 
 from common import results, runner
+from common.augment import color_jitter
 from common.cache import FaceArrays
 from common.config import Config, save_config, to_dict
 from common.losses import decode_outputs, loss_spec, target_widths
@@ -116,6 +117,7 @@ class Trainer:
             self.loss_name, cfg.loss.lambda_mean, cfg.loss.lambda_var, cfg.loss.label_sigma
         )
         self.mean, self.std = self.model.entry.mean, self.model.entry.std
+        self.color = color_jitter(cfg.augment_color)
 
     def _steps_per_epoch(self) -> int:
         per_rank = math.ceil(len(self.train_idx) / self.world)
@@ -127,7 +129,7 @@ class Trainer:
     def _inputs(self, idx: torch.Tensor, train: bool, generator=None) -> torch.Tensor:
         batch = self.images[idx]
         if train and self.cfg.augment:
-            batch = augment(batch, generator)
+            batch = augment(batch, generator, self.color)
         return to_input(batch, self.mean, self.std, self.input_size, self.channels_last)
 
     def train_one_epoch(self, epoch: int, progress: bool = True) -> dict:
