@@ -123,8 +123,7 @@ def release(run_dir: str | Path, dest: str | Path | None = None, default: bool =
         "terms": TERMS,
         "never_score_on": "FG-NET (it has seen every person), All-Age-Faces' train.txt people "
         "and APPA's train split",
-        "initialised_from": INITIALISED_FROM.get(cfg["model"]["weights"])
-        or initialised_from(cfg["model"]["weights"], metrics["pretrained"]),
+        "initialised_from": _initialised_from(cfg["model"]["weights"], metrics["pretrained"]),
         "temperature": (metrics.get("calibration") or {}).get("temperature", 1.0),
         "weights_file": onnx_file.name,
         "megabytes": round(onnx_file.stat().st_size / 1e6, 2),
@@ -149,9 +148,40 @@ def release(run_dir: str | Path, dest: str | Path | None = None, default: bool =
 
 def _weights_override(used: str) -> str:
     """The ``model.weights=`` a run needed beyond the release preset's own (the Keras member
-    starts from the PyTorch pretrained weights, ported)."""
+    starts from the PyTorch pretrained weights, ported; a run may start from a pretraining
+    run's own ``best.pt``, named by the folder ``agezoo.pretrain`` trains into)."""
     preset = load_config("release").model.weights
-    return "" if used == preset else f" model.weights={used}"
+    if used == preset:
+        return ""
+    run = _pretraining_run(used)
+    if run:
+        return f" model.weights={run[1]}/{Path(used).name}"
+    return f" model.weights={used if used in INITIALISED_FROM else Path(used).name}"
+
+
+def _pretraining_run(used: str) -> tuple[str, str] | None:
+    """(kind, its default run folder) when ``used`` is the best checkpoint of a finished
+    ``agezoo.pretrain`` run of a published kind (``aaf``, ``aaf-appa``), else ``None``."""
+    path = Path(used)
+    if used in INITIALISED_FROM or not path.is_file():
+        return None
+    try:
+        metrics, cfg = read_run(path.parent)
+    except (OSError, ValueError, KeyError):
+        return None
+    kind = {"aaf": "aaf", "aaf+appa": "aaf-appa"}.get(cfg["data"]["dataset"])
+    if kind is None:
+        return None
+    return kind, default_run_dir(kind, metrics["framework"], cfg["model"]["name"])
+
+
+def _initialised_from(used: str, pretrained: bool) -> str:
+    if used in INITIALISED_FROM:
+        return INITIALISED_FROM[used]
+    run = _pretraining_run(used)
+    if run:
+        return f"{INITIALISED_FROM[run[0]]}: the best checkpoint of its run"
+    return initialised_from(Path(used).name if Path(used).is_file() else used, pretrained)
 
 
 def _sweep(dest: Path) -> None:

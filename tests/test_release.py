@@ -228,3 +228,28 @@ def test_the_released_ensemble_is_fitted_on_validation_and_served_by_name(
     (moved / "metrics.json").write_text(json.dumps({**other, "framework": "keras"}))
     with pytest.raises(ValueError, match="not the release of"):
         release_ensemble([finished_run, moved], dest)
+
+
+def test_a_card_names_a_pretraining_checkpoint_by_the_command_that_makes_it(tmp_path):
+    """A member started from a pretraining run's ``best.pt`` (not from the published copy):
+    its card's command names the folder ``agezoo.pretrain`` trains into, never this machine's
+    path; a loose weights file is named by its file name alone."""
+    from agezoo.release import _initialised_from, _weights_override
+    from common import results
+    from common.config import load_config, save_config
+
+    run = tmp_path / "somewhere" / "torch-color"
+    run.mkdir(parents=True)
+    save_config(load_config("pretrain-aaf-appa"), run / results.CONFIG)
+    (run / results.METRICS).write_text(json.dumps({"framework": "torch"}))
+    best = run / results.TORCH_BEST
+    best.write_bytes(b"")
+    assert _weights_override(str(best)) == (
+        f" model.weights=runs/aaf-appa-torch-mobilenet_v2/{results.TORCH_BEST}"
+    )
+    assert "agezoo.pretrain --kind aaf-appa" in _initialised_from(str(best), True)
+    loose = tmp_path / "mine.pt"
+    loose.write_bytes(b"")
+    assert _weights_override(str(loose)) == " model.weights=mine.pt"
+    assert str(tmp_path) not in _initialised_from(str(loose), True)
+    assert _weights_override("aaf-appa-torch") == " model.weights=aaf-appa-torch"
