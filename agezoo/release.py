@@ -167,12 +167,10 @@ def _pretraining_run(used: str) -> tuple[str, str] | None:
         return None
     try:
         metrics, cfg = read_run(path.parent)
+        kind = {"aaf": "aaf", "aaf+appa": "aaf-appa"}.get(cfg["data"]["dataset"])
+        return kind and (kind, default_run_dir(kind, metrics["framework"], cfg["model"]["name"]))
     except (OSError, ValueError, KeyError):
         return None
-    kind = {"aaf": "aaf", "aaf+appa": "aaf-appa"}.get(cfg["data"]["dataset"])
-    if kind is None:
-        return None
-    return kind, default_run_dir(kind, metrics["framework"], cfg["model"]["name"])
 
 
 def _initialised_from(used: str, pretrained: bool) -> str:
