@@ -156,7 +156,7 @@ def _weights_override(used: str) -> str:
     run = _pretraining_run(used)
     if run:
         return f" model.weights={run[1]}/{Path(used).name}"
-    return f" model.weights={used if used in INITIALISED_FROM else Path(used).name}"
+    return f" model.weights={Path(used).name}"  # a name, or a file by its name alone
 
 
 def _pretraining_run(used: str) -> tuple[str, str] | None:
