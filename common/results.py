@@ -212,6 +212,11 @@ class CsvLog:
         """Keeps the rows of the first ``epochs`` epochs (after resuming from a checkpoint)."""
         self.rows = [r for r in self.rows if int(r["epoch"]) < epochs]
 
+    def elapsed(self) -> float:
+        """Seconds of training the kept rows took (their last ``elapsed_seconds``; 0 if none), so
+        that a resumed run's time counts the processes before it."""
+        return float(self.rows[-1].get("elapsed_seconds") or 0.0) if self.rows else 0.0
+
 
 def run_metrics(
     *,

@@ -85,3 +85,14 @@ def tiny_keras_entry():
         weight_registry.IMAGENET_STD,
         keras_imagenet=False,
     )
+
+
+def assert_time_counts_every_epoch(run_dir, metrics):
+    """A resumed run's training time counts the epochs of the process before it too."""
+    from common.results import CsvLog
+
+    rows = CsvLog(run_dir / "log.csv", keep=True).rows
+    elapsed = [float(r["elapsed_seconds"]) for r in rows]
+    assert elapsed == sorted(elapsed) and elapsed[0] > 0
+    assert metrics["train_seconds"] >= sum(float(r["train_seconds"]) for r in rows)
+    assert metrics["train_seconds"] >= elapsed[-1]

@@ -6,7 +6,7 @@ import pytest
 keras = pytest.importorskip("keras")
 pytest.importorskip("tensorflow")
 
-from conftest import TINY_KERAS, tiny_keras_entry  # noqa: E402
+from conftest import TINY_KERAS, assert_time_counts_every_epoch, tiny_keras_entry  # noqa: E402
 
 from common.config import load_config, save_config  # noqa: E402
 from common.prepare import build_folds, load_faces  # noqa: E402
@@ -143,6 +143,7 @@ def test_interrupted_run_resumes(tmp_path, monkeypatch, capsys):
     log = (tmp_path / "log.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in log[1:]] == ["0", "1", "2"]
     assert metrics["epochs_run"] == 3
+    assert_time_counts_every_epoch(tmp_path, metrics)
 
 
 def test_resume_refuses_another_config(tmp_path):

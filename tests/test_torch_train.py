@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import assert_time_counts_every_epoch
 
 torch = pytest.importorskip("torch")
 
@@ -140,6 +141,7 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch, capsys)
     assert "resuming" in capsys.readouterr().out
     log = (tmp_path / "cut" / "log.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in log[1:]] == ["0", "1", "2"]
+    assert_time_counts_every_epoch(tmp_path / "cut", resumed)
     # On the CPU, interrupted + resumed equals the uninterrupted run.
     assert resumed["test_mae"] == pytest.approx(straight["test_mae"], abs=1e-5)
 

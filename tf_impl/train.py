@@ -111,10 +111,13 @@ class EpochRecorder(keras.callbacks.Callback):
             self.best = json.loads(self.best_file.read_text())
         self.log = results.CsvLog(run_dir / results.LOG, keep=resume)
         self.t0 = 0.0
+        self.t_train = None  # when this process's training started, less the earlier epochs'
 
     def on_epoch_begin(self, epoch, logs=None):
         self.log.truncate(epoch)
         self.t0 = time.perf_counter()
+        if self.t_train is None:  # a resumed run counts its earlier epochs
+            self.t_train = self.t0 - self.log.elapsed()
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self.t0
@@ -141,6 +144,7 @@ class EpochRecorder(keras.callbacks.Callback):
                 "train_images_per_s": self.images_per_epoch / seconds,
                 "train_seconds": seconds,
                 "val_mae": val_mae,
+                "elapsed_seconds": time.perf_counter() - self.t_train,
             }
         )
 
@@ -318,7 +322,9 @@ def fit(
     trainer.fit(
         train_data, epochs=cfg.optim.epochs, callbacks=callbacks, verbose=1 if progress else 0
     )
-    train_seconds = time.perf_counter() - t_train
+    if recorder.t_train is None:  # resumed after its last epoch: only the earlier epochs' time
+        recorder.t_train = t_train - recorder.log.elapsed()
+    train_seconds = time.perf_counter() - recorder.t_train
     if recorder.best_weights is not None:
         model.set_weights(recorder.best_weights)
     elif (run_dir / BEST_WEIGHTS).is_file():

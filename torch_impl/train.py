@@ -279,7 +279,7 @@ def fit(
     if rank == 0:
         save_config(cfg, run_dir / results.CONFIG)
     tb, wandb_run = trackers(cfg, run_dir, rank)
-    t_train = time.perf_counter()
+    t_train = time.perf_counter() - log.elapsed()  # a resumed run counts its earlier epochs
     stale, in_memory = 0, None
     for epoch in range(start, cfg.optim.epochs):
         stats = trainer.train_one_epoch(epoch, progress)
@@ -289,6 +289,7 @@ def fit(
             **stats,
             "val_mae": val_mae,
             "lr": trainer.scheduler.get_last_lr()[0],
+            "elapsed_seconds": time.perf_counter() - t_train,
         }
         if val_mae < best["val_mae"]:
             best, stale = {"val_mae": val_mae, "epoch": epoch}, 0
