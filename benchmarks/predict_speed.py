@@ -171,6 +171,9 @@ def main(argv: list[str] | None = None) -> None:
         default=1,
         help="times the peer and each backend take turns on each set (medians reported)",
     )
+    parser.add_argument(
+        "--no-flip", dest="flip", action="store_false", help="agezoo without the test-time flip"
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     if args.rounds < 1:
@@ -190,6 +193,7 @@ def main(argv: list[str] | None = None) -> None:
         for b in backends:  # loaded once, timed in every round
             loaded[b] = load_predictor(models[b])
             loaded[b].use_detector(args.detector)
+            loaded[b].flip = args.flip
 
         def sides(b):
             return lambda paths: time_loaded(loaded[b], paths)
@@ -206,9 +210,10 @@ def main(argv: list[str] | None = None) -> None:
             for name, paths in sets.items()
         }
         result = {
-            "what": "agezoo predict end to end (all faces per photo, test-time flip) beside "
+            "what": "agezoo predict end to end (all faces per photo) beside "
             f"{PEER}, on the same photos in the same run",
             "rounds": args.rounds,
+            "flip": args.flip,
             "size": args.size,
             "detector": args.detector,
             "chips": str(args.chips) if args.chips else None,

@@ -59,7 +59,9 @@ def box_corners(box) -> np.ndarray:
 
 
 def stages(paths: list[Path], predictor, repeats: int) -> dict:
-    """ms a photo of each stage on one thread and on two, and the whole predict path."""
+    """ms a photo of each stage on one thread and on two, and the whole predict path (with the
+    flip and without; the predictor's own setting is restored)."""
+    was, predictor.flip = predictor.flip, True
     images = [load_rgb(p) for p in paths]
     raw = [bf._forward(bf._letterbox(im)[0]) for im in images]
     found = [bf.detect_blazeface(im) for im in images]
@@ -96,7 +98,7 @@ def stages(paths: list[Path], predictor, repeats: int) -> dict:
             t0 = time.perf_counter()
             predictor.predict_inputs(paths, workers=workers)
             rates[label].append(len(paths) / (time.perf_counter() - t0))
-    predictor.flip = True
+    predictor.flip = was
     out["predict_photos_per_s"] = {k: round(max(v), 1) for k, v in rates.items()}
     return out
 

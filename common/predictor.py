@@ -26,6 +26,10 @@ from common.losses import decode_outputs, loss_spec, num_outputs
 STAGES = ("decode", "detect", "align", "infer")
 BATCH = 64  # faces per forward call
 CHUNK = 256  # photos aligned before their faces go through the model
+# agezoo predict's default for the test-time flip: off. With the released default, one pass is
+# 1.6-1.9x the photos/s on tight crops (2.9x the pip peer against 1.9x with the flip) for 0.08
+# years of validation MAE (benchmarks/RESULTS.md, "The test-time flip off by default").
+FLIP = False
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -110,16 +114,17 @@ class Predictor:
         card: the model's card (crop geometry, detector, loss, temperature).
         forward: float32 (N, S, S, 3) RGB in 0..255 → (N, K) logits or (N, 1) ages.
         flip: test-time flip: each face also goes through the model mirrored, and the two
-            outputs are averaged (logits, or ages for L2). Measured (``benchmarks.flip``):
-            0.11–0.17 years lower MAE on All-Age-Faces in both frameworks, coverage of the
-            card's temperature kept; twice the model time, which is 1–4 % of a photo's.
+            outputs are averaged (logits, or ages for L2); twice the model's time. Measured
+            (``benchmarks.flip``, ``benchmarks.predict_speed``): 0.11–0.17 years lower MAE on
+            All-Age-Faces in both frameworks, 0.08 for the released default, coverage of the
+            card's temperature kept. Off by default (``FLIP``).
     """
 
     def __init__(
         self,
         card: ModelCard,
         forward: Callable[[np.ndarray], np.ndarray],
-        flip: bool = True,
+        flip: bool = FLIP,
         batch_size: int = BATCH,
     ):
         self.card, self.forward, self.flip = card, forward, flip
@@ -268,6 +273,7 @@ def _reason(exc: Exception, path: Path) -> str:
 __all__ = [
     "BATCH",
     "CHUNK",
+    "FLIP",
     "STAGES",
     "FaceAge",
     "Failure",

@@ -14,7 +14,7 @@ from agezoo.output import as_csv, as_json
 from common.config import Config, DataConfig, LossConfig, ModelConfig, save_config, to_dict
 from common.datasets import load_fgnet
 from common.faces import AlignSpec, align_face, eyes_from_landmarks
-from common.predictor import ModelCard, ModelNotFoundError, PredictResult, expand_inputs
+from common.predictor import FLIP, ModelCard, ModelNotFoundError, PredictResult, expand_inputs
 from common.synthetic import make_synthetic
 
 torch = pytest.importorskip("torch")
@@ -88,7 +88,7 @@ def test_cli_names_bad_files_predicts_the_rest(fgnet_dir, torch_run, photos, tmp
         assert any(name in line and reason in line for line in err.splitlines()), (name, err)
     report = json.loads(out)
     assert set(report) == {"model", "interval", "flip", "faces", "failures"}
-    assert report["flip"] is True  # on unless --no-flip
+    assert report["flip"] is False  # off unless --flip
     assert report["model"]["temperature"] == CALIBRATION["temperature"]
     assert {Path(f["file"]).name for f in report["faces"]} == {p.name for p in good}
     for face in report["faces"]:
@@ -309,9 +309,15 @@ def test_forward_leaves_the_callers_array_alone(torch_run):
     np.testing.assert_array_equal(faces, before)
 
 
+def test_cli_flip_turns_the_test_time_flip_on(fgnet_dir, torch_run, photos, capsys):
+    good = _fgnet_photos(fgnet_dir, photos)
+    assert predict_main([str(good[0]), "--model", str(torch_run), "--json", "--flip"]) == 0
+    assert json.loads(capsys.readouterr().out)["flip"] is True
+
+
 def test_flip_averages_each_face_with_its_mirror(torch_run):
     predictor = load_predictor(torch_run)
-    assert predictor.flip  # on by default
+    assert predictor.flip is FLIP is False  # off by default
     predictor.flip = False
     faces = make_synthetic(3, 2, size=SIZE).images
     plain = predictor.outputs(faces)
@@ -380,4 +386,4 @@ def test_stage_benchmark_times_every_stage_of_the_default_path(fgnet_dir):
     for figures in out["stages_ms_per_photo"].values():
         assert figures["1_thread"] > 0 and figures["2_threads"] > 0
     assert set(out["predict_photos_per_s"]) == {"1_worker", "2_workers", "2_workers_no_flip"}
-    assert predictor.flip  # left as it was
+    assert predictor.flip is FLIP  # left as it was
