@@ -83,6 +83,20 @@ def backend_for_file(path: str | Path) -> Backend | None:
     return next((b for b in BACKENDS.values() if suffix in b.suffixes), None)
 
 
+def _check_members(name: str, card: dict) -> None:
+    """An ensemble's temperature was fitted on its members' files: refuse it when a member's
+    name now points at another file (a member released again without the ensemble refitted)."""
+    import weights
+
+    for member, sha in zip(card["members"], card.get("member_sha256", []), strict=False):
+        entry = weights.ENTRIES.get(member)
+        if entry is not None and entry.sha256 != sha:
+            raise ModelNotFoundError(
+                f"ensemble {name} was fitted on {member} sha256 {sha[:12]}…, which is released "
+                f"now as {entry.sha256[:12]}…; refit it: {card.get('command', '')}"
+            )
+
+
 def load_predictor(
     ref: str | Path | list[str | Path] | None = None, device: str = "auto"
 ) -> Predictor:
@@ -107,6 +121,7 @@ def load_predictor(
         from common.ensemble import ensemble
 
         card = weights.ENSEMBLES[ref]
+        _check_members(ref, card)
         members = [load_predictor(m, device) for m in card["members"]]
         both = ensemble(members, temperature=card["temperature"])
         both.card = replace(both.card, arch=f"{ref} = {' + '.join(card['members'])}")

@@ -34,10 +34,36 @@ def heldout_runs(heldout: Path, sha256: str) -> dict:
     }
 
 
-def write_card(dest: Path, card: dict, heldout: Path = HELDOUT) -> None:
+def held_out_variant(older: dict | None, given: str | None, heldout: Path | None = None) -> str:
+    """The sha256 of the held-out variant whose figures a final release's card shows: the one
+    ``given`` (a prefix of 8 or more hex digits), else the file the release replaces (or that
+    file's own held-out variant); it must have held-out figures (``benchmarks.heldout``)."""
+    if given:
+        if len(given) < 8:
+            raise ValueError(f"--heldout-of {given}: give at least 8 hex digits of the sha256")
+        sha = given.lower()
+    elif older is not None:
+        sha = older.get("heldout_of") or older["sha256"]
+    else:
+        raise ValueError(
+            "a run trained on its held-out people (protocol.train_on_test) needs the held-out "
+            "variant whose figures its card shows: --heldout-of SHA256"
+        )
+    heldout = heldout or HELDOUT
+    runs = json.loads(heldout.read_text()).get("runs", {}) if heldout.is_file() else {}
+    found = {r["sha256"] for r in runs.values() if str(r.get("sha256", "")).startswith(sha)}
+    if len(found) != 1:
+        raise ValueError(
+            f"{heldout} holds held-out figures of {len(found)} models with sha256 {sha[:12]}…; "
+            "score the held-out variant first: python -m benchmarks.heldout ITS_NAME"
+        )
+    return found.pop()
+
+
+def write_card(dest: Path, card: dict, heldout: Path | None = None) -> None:
     """The card as JSON (read by the registry) and Markdown, with the held-out figures of
     ``benchmarks/results/heldout.json`` for this file's sha256 when they exist."""
-    card["heldout"] = heldout_runs(heldout, card["sha256"])
+    card["heldout"] = heldout_runs(heldout or HELDOUT, card.get("heldout_of") or card["sha256"])
     stem = Path(card["weights_file"]).stem
     atomic_write_json(dest / f"{stem}.card.json", card)
     atomic_write_text(dest / f"{stem}.card.md", card_markdown(card))
@@ -55,8 +81,8 @@ def clear_defaults(dest: Path) -> None:
             write_ensemble_card(dest, {**other, "default": False})
 
 
-def write_ensemble_card(dest: Path, card: dict, heldout: Path = HELDOUT) -> None:
-    card["heldout"] = heldout_runs(heldout, card["sha256"])
+def write_ensemble_card(dest: Path, card: dict, heldout: Path | None = None) -> None:
+    card["heldout"] = heldout_runs(heldout or HELDOUT, card.get("heldout_of") or card["sha256"])
     stem = f"agezoo-{card['name'].split('/')[1]}-ensemble-{card['sha256'][:8]}"
     atomic_write_json(dest / f"{stem}{ENSEMBLE_SUFFIX}", card)
     atomic_write_text(dest / f"{stem}.ensemble.md", ensemble_markdown(card))
@@ -113,7 +139,14 @@ def _heldout_lines(card: dict) -> list[str]:
             "",
             "## Held-out photos through agezoo predict's path (`python -m benchmarks.heldout`)",
             "",
-            f"As `agezoo predict` runs by default: test-time flip {'on' if FLIP else 'off'}.",
+            f"As `agezoo predict` runs by default: test-time flip {'on' if FLIP else 'off'}."
+            + (
+                f" **These are the figures of its held-out variant** (sha256 "
+                f"`{card['heldout_of'][:12]}…`), the same recipe trained without these people; "
+                "this model trained on them."
+                if card.get("heldout_of")
+                else ""
+            ),
             "",
             "MAE / mean of the age bands, on the photos both systems aged; coverage over all.",
             "",
@@ -136,6 +169,19 @@ def _heldout_lines(card: dict) -> list[str]:
     return lines
 
 
+def _test_line(card: dict) -> str:
+    if card.get("test_mae") is None:
+        return (
+            "- **Held-out test:** none of its own: it trained on AAF's official test people and "
+            "APPA valid too (a final model); the held-out figures below are its held-out "
+            "variant's"
+        )
+    return (
+        f"- **Held-out test MAE** (AAF official test + APPA valid, aligned crops, no flip): "
+        f"{card['test_mae']:.2f} years; by decade: {_bands(card['test_mae_by_decade'])}"
+    )
+
+
 def card_markdown(card: dict) -> str:
     people, cal = card["people"], card.get("calibration") or {}
     after = cal.get("test_after", {})
@@ -153,11 +199,15 @@ def card_markdown(card: dict) -> str:
         f"- **Preprocessing:** crop {card['crop']['size']} px, margin {card['crop']['margin']}, "
         f"faces found by {card['crop']['detector']} (the crops agezoo predict feeds it)",
         f"- **Validation MAE:** {card['val_mae']:.2f} years (model selection, calibration)",
-        f"- **Held-out test MAE** (AAF official test + APPA valid, aligned crops, no flip): "
-        f"{card['test_mae']:.2f} years; by decade: {_bands(card['test_mae_by_decade'])}",
+        _test_line(card),
         f"- **Calibration:** temperature {card['temperature']:.3f}, fitted on validation people; "
-        f"held-out ±1 std coverage {after.get('within_1std', float('nan')):.1%}, 90 % interval "
-        f"{after.get('within_90', float('nan')):.1%}",
+        + (
+            f"held-out ±1 std coverage {after['within_1std']:.1%}, 90 % interval "
+            f"{after['within_90']:.1%}"
+            if after
+            else f"on them ±1 std coverage {cal['val_after']['within_1std']:.1%}, 90 % "
+            f"interval {cal['val_after']['within_90']:.1%}"
+        ),
         f"- **Training:** {card['epochs']} epochs (best {card['best_epoch']}), "
         f"{card['train_minutes']} min on {card['device']}; `{card['command']}`",
         f"- **Versions:** {', '.join(f'{k} {v}' for k, v in card['versions'].items())}",

@@ -39,7 +39,11 @@ PRESETS = {
     "aaf-appa": "pretrain-aaf-appa",
     "general": "general",
     "release": "release",
+    "release-all": "release",
 }
+# What a kind sets beyond its preset: the final release trains on its held-out people too.
+KIND_OVERRIDES = {"release-all": ["protocol.train_on_test=true"]}
+RELEASES = ("release", "release-all")  # exported by agezoo.release, not published here
 WEIGHTS_ONLY = ("aaf", "aaf-appa")  # published as weights to start from (model.weights=KIND)
 # Models with ImageNet weights to start from (here: MobileNetV2) take pretrain-aaf; the others
 # train from scratch, which needs a longer schedule.
@@ -56,6 +60,11 @@ DATA = {
     "ages) + all 1002 FG-NET images, every face aligned by the default detector; AAF's official "
     "test people and APPA's valid split held out as the test set; validation people drawn from "
     "the rest. It has seen every FG-NET person: NEVER score it on FG-NET.",
+    "release-all": "All-Age-Faces (deduplicated) + APPA (ChaLearn LAP 2016 train + valid, "
+    "apparent ages) + all 1002 FG-NET images, every face aligned by the default detector: the "
+    "release recipe with its held-out people trained on too (AAF's official test people, APPA "
+    "valid); validation people those of the held-out variant. NEVER score it on FG-NET, "
+    "All-Age-Faces or APPA train + valid: its held-out figures are its held-out variant's.",
 }
 
 # The data sets whose terms a published model inherits.
@@ -64,6 +73,7 @@ TERMS = {
     "aaf-appa": "All-Age-Faces; ChaLearn LAP 2016 / APPA-REAL",
     "general": "All-Age-Faces; FG-NET",
     "release": "All-Age-Faces; ChaLearn LAP 2016 / APPA-REAL; FG-NET",
+    "release-all": "All-Age-Faces; ChaLearn LAP 2016 / APPA-REAL; FG-NET",
 }
 
 
@@ -246,13 +256,14 @@ def main(argv: list[str] | None = None) -> int:
             f"model.name={args.model}",
             f"run_dir={run_dir}",
         ]
-        code = _train(args.framework, train_args + resume + args.overrides)
+        overrides = KIND_OVERRIDES.get(args.kind, []) + args.overrides
+        code = _train(args.framework, train_args + resume + overrides)
         if code:
             return code
     if not (run_dir / results.METRICS).is_file():
         print(f"error: {run_dir} has no finished run (metrics.json)", file=sys.stderr)
         return 1
-    if args.kind == "release":  # exported with its card into the repository by agezoo.release
+    if args.kind in RELEASES:  # exported with its card into the repository by agezoo.release
         print(f"trained {run_dir}; release it with: python -m agezoo.release {run_dir}")
         return 0
     card = publish(run_dir, args.framework, weights.trained_weights_dir(), args.kind)

@@ -11,6 +11,11 @@ Usage:
     python -m benchmarks.heldout NAME                    (held-out figures beside the peer)
     python -m agezoo.release --card-only                 (redraws the cards with those figures)
 
+The final variant (``make release-all``) is the same recipe trained on the held-out people too:
+``python -m agezoo.pretrain --kind release-all`` then ``python -m agezoo.release
+runs/release-all-torch-mobilenet_v2``. Each file replaces its held-out variant, whose held-out
+figures its card shows (``--heldout-of SHA256`` names another); it is never scored on them.
+
 The ONNX file needs only onnxruntime, numpy and OpenCV to run, so ``agezoo predict`` works
 right after install with no data set, no training and no network. The weights registry reads
 each ``*.card.json`` here (``weights.released_cards``); the file a card names is refused unless
@@ -30,6 +35,7 @@ import weights
 from agezoo.cards import (
     ENSEMBLE_SUFFIX,
     clear_defaults,
+    held_out_variant,
     member_name,
     released_dir,
     write_card,
@@ -86,13 +92,28 @@ def export_run(run_dir: Path, framework: str, out: Path) -> dict:
     return export_model(tmodel, card, input_size, out, reference=reference)
 
 
-def release(run_dir: str | Path, dest: str | Path | None = None, default: bool = True) -> dict:
-    """Exports a finished PyTorch or Keras run to ONNX under ``dest`` and writes its card."""
+def release(
+    run_dir: str | Path,
+    dest: str | Path | None = None,
+    default: bool = True,
+    heldout_of: str | None = None,
+) -> dict:
+    """Exports a finished PyTorch or Keras run to ONNX under ``dest`` and writes its card.
+
+    A final run (``--kind release-all``: the held-out people trained on too) has no held-out
+    figures of its own; its card shows those of its held-out variant, the released file of the
+    same recipe without them: ``heldout_of`` (a sha256 or its first 8+ digits), by default the
+    file this release replaces (``held_out_variant``).
+    """
     run_dir, dest = Path(run_dir), Path(dest or released_dir())
     metrics, cfg = read_run(run_dir)
     framework = metrics["framework"]
     arch, size = cfg["model"]["name"], cfg["data"]["size"]
     name = member_name(framework, arch)
+    final = bool(cfg["protocol"].get("train_on_test"))
+    older = weights.released_cards(dest).get(name)  # the same model, replaced by this release
+    variant = held_out_variant(older, heldout_of) if final else None
+    kind = "release-all" if final else "release"
     dest.mkdir(parents=True, exist_ok=True)
     _sweep(dest)
     tmp = dest / f".release-{framework}-{arch}.onnx"
@@ -102,7 +123,6 @@ def release(run_dir: str | Path, dest: str | Path | None = None, default: bool =
     onnx_file = dest / f"{stem}.onnx"
     tmp.replace(onnx_file)
     onnx_file.chmod(0o644)
-    older = weights.released_cards(dest).get(name)  # the same model, replaced by this release
     replaced = older["weights_file"] if older else None
     others = [p for p in dest.glob("*.onnx") if p.name not in (onnx_file.name, replaced)]
     total = sum(p.stat().st_size for p in [onnx_file, *others]) / 1e6
@@ -119,21 +139,23 @@ def release(run_dir: str | Path, dest: str | Path | None = None, default: bool =
         "framework": "onnx",
         "trained_in": framework,
         "run_dir": str(run_dir),
-        "data": DATA["release"],
+        "data": DATA[kind],
         "terms": TERMS,
-        "never_score_on": "FG-NET (it has seen every person), All-Age-Faces' train.txt people "
-        "and APPA's train split",
+        "never_score_on": NEVER_SCORE_ON[kind],
+        "trained_on_test": final,
+        "heldout_of": variant,
         "initialised_from": _initialised_from(cfg["model"]["weights"], metrics["pretrained"]),
         "temperature": (metrics.get("calibration") or {}).get("temperature", 1.0),
         "weights_file": onnx_file.name,
         "megabytes": round(onnx_file.stat().st_size / 1e6, 2),
         "export_logit_gap": report["logit_gap"],
         "sha256": sha,
-        "command": f"python -m agezoo.pretrain --kind release --framework {framework}"
+        "command": f"python -m agezoo.pretrain --kind {kind} --framework {framework}"
         + _weights_override(cfg["model"]["weights"])
         # the run folder that command trains into, not this machine's path
         + " && python -m agezoo.release "
-        + default_run_dir("release", framework, cfg["model"]["name"]),
+        + default_run_dir(kind, framework, cfg["model"]["name"])
+        + (f" --heldout-of {variant[:12]}" if variant else ""),
         "date": time.strftime("%Y-%m-%d"),
         "licence": "research and non-commercial use only (the terms of its training data)",
     }
@@ -144,6 +166,14 @@ def release(run_dir: str | Path, dest: str | Path | None = None, default: bool =
         clear_defaults(dest)
     write_card(dest, card)
     return card
+
+
+NEVER_SCORE_ON = {
+    "release": "FG-NET (it has seen every person), All-Age-Faces' train.txt people and APPA's "
+    "train split",
+    "release-all": "FG-NET, All-Age-Faces and APPA train + valid (it has seen every person of "
+    "them but its validation people)",
+}
 
 
 def _weights_override(used: str) -> str:
@@ -201,6 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", nargs="?", help="a finished PyTorch or Keras run")
     parser.add_argument("--no-default", action="store_true", help="do not make it the default")
     parser.add_argument(
+        "--heldout-of",
+        metavar="SHA256",
+        help="of a final run (--kind release-all) or an ensemble of final runs: the held-out "
+        "variant whose held-out figures the card shows (default: the one it replaces)",
+    )
+    parser.add_argument(
         "--ensemble",
         nargs="+",
         metavar="RUN",
@@ -232,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.ensemble:
         try:
             card = release_ensemble(
-                args.ensemble, dest, "none" if args.no_default else args.default
+                args.ensemble, dest, "none" if args.no_default else args.default, args.heldout_of
             )
         except (ValueError, FileNotFoundError) as exc:  # and a data set not at hand
             print(f"error: {exc}", file=sys.stderr)
@@ -249,11 +285,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.run_dir} is no finished run (metrics.json)", file=sys.stderr)
         return 1
     try:
-        card = release(args.run_dir, dest, default=not args.no_default)
+        card = release(args.run_dir, dest, not args.no_default, args.heldout_of)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"released {card['weights_file']} ({card['megabytes']} MB) in {dest}")
+    if card["heldout_of"]:
+        print(f"its card shows the held-out figures of {card['heldout_of'][:12]}…")
     return 0
 
 

@@ -14,6 +14,7 @@ import weights
 from agezoo.cards import (
     ENSEMBLE_SUFFIX,
     clear_defaults,
+    held_out_variant,
     member_name,
     released_dir,
     write_card,
@@ -57,7 +58,10 @@ DEFAULT_CHOICES = ("member", "ensemble", "none")
 
 
 def release_ensemble(
-    run_dirs: list[str | Path], dest: str | Path | None = None, default: str = "member"
+    run_dirs: list[str | Path],
+    dest: str | Path | None = None,
+    default: str = "member",
+    heldout_of: str | None = None,
 ) -> dict:
     """Registers the released members of these runs as one ensemble (their distributions
     averaged, as ``agezoo predict --model A --model B`` does) with one temperature fitted on
@@ -67,7 +71,11 @@ def release_ensemble(
     its validation MAE and validation mean of the age bands (the ensemble runs every member: M
     times the model time, which on tight crops costs predict its lead over the pip peer; it is
     one ``--model`` away); ``ensemble`` makes the ensemble the default when it beats every
-    member on validation MAE; ``none`` leaves the default alone."""
+    member on validation MAE; ``none`` leaves the default alone.
+
+    An ensemble of final runs (trained on their held-out people too) shows the held-out figures
+    of its held-out variant: ``heldout_of``, by default the ensemble of that name it replaces
+    (``agezoo.cards.held_out_variant``)."""
     if default not in DEFAULT_CHOICES:
         raise ValueError(f"default={default!r}; choose one of {DEFAULT_CHOICES}")
     from common.calibration import coverage, fit_temperature
@@ -92,6 +100,11 @@ def release_ensemble(
             f"{', '.join(c['fold_hash'][:12] for c in cards)}); an ensemble's temperature needs "
             "validation people that no member trained on"
         )
+    name = ensemble_name([c["arch"] for c in cards])
+    final = bool(cards[0].get("trained_on_test"))
+    variant = (
+        held_out_variant(weights.released_ensembles(dest).get(name), heldout_of) if final else None
+    )
     faces = validation_faces(runs[0])
     plain, mirrored = [], []
     for card in cards:
@@ -137,9 +150,10 @@ def release_ensemble(
     score = {name: (member_mae[name] + band_mean[name]) / 2 for name in member_mae}
     best_member = min(score, key=score.get)
     members = [c["name"] for c in cards]
+    kind = "release-all" if final else "release"
     identity = json.dumps({"members": [c["sha256"] for c in cards], "t": temperature})
     card = {
-        "name": ensemble_name([c["arch"] for c in cards]),
+        "name": name,
         "default": default == "ensemble" and better,
         "framework": "ensemble",
         "members": members,
@@ -164,9 +178,12 @@ def release_ensemble(
         "data": cards[0]["data"],
         "terms": cards[0]["terms"],
         "never_score_on": cards[0]["never_score_on"],
+        "trained_on_test": final,
+        "heldout_of": variant,
         "sha256": hashlib.sha256(identity.encode()).hexdigest(),
         "command": "python -m agezoo.release --ensemble "  # the members' default run folders
-        + " ".join(default_run_dir("release", c["trained_in"], c["arch"]) for c in cards),
+        + " ".join(default_run_dir(kind, c["trained_in"], c["arch"]) for c in cards)
+        + (f" --heldout-of {variant[:12]}" if variant else ""),
         "date": time.strftime("%Y-%m-%d"),
         "licence": cards[0]["licence"],
     }

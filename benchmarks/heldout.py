@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import platform
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -37,7 +38,8 @@ import weights
 from agezoo.backends import load_predictor
 from benchmarks.detector_accuracy import held_out
 from benchmarks.peer import PEER, PEER_PYTHON, run_peer
-from common import metrics
+from common import metrics, results
+from common.config import load_config
 from common.predictor import FLIP
 from common.results import atomic_write_json
 
@@ -138,6 +140,26 @@ def model_sha256(name: str | None, predictor) -> str | None:
     return hashlib.sha256(source.read_bytes()).hexdigest()
 
 
+def trained_on_held_out(model: str | None, sha: str | None) -> str | None:
+    """Why this model must not be scored on the held-out people (it trained on them), or
+    ``None``: a released final model (``trained_on_test`` on its card), or a run folder (or a
+    model file in one) trained with ``protocol.train_on_test=true``."""
+    cards = [*weights.released_cards().values(), *weights.released_ensembles().values()]
+    for card in cards:
+        if sha and card["sha256"] == sha and card.get("trained_on_test"):
+            return (
+                f"{card['name']} trained on these people (a final model); its card shows the "
+                f"figures of its held-out variant, sha256 {card['heldout_of'][:12]}…"
+            )
+    if model:
+        path = Path(model)
+        run = path if path.is_dir() else path.parent
+        if (run / results.CONFIG).is_file():
+            if load_config(str(run / results.CONFIG)).protocol.train_on_test:
+                return f"{run} trained on these people (protocol.train_on_test=true)"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", help="run folder, model file or registered name")
@@ -154,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     predictor = load_predictor(args.model)
     predictor.flip = args.flip
     sha = model_sha256(args.model, predictor)
+    reason = trained_on_held_out(args.model, sha)
+    if reason:
+        print(f"error: not scored: {reason}", file=sys.stderr)
+        return 2
     out = json.loads(OUT.read_text()) if OUT.is_file() else {"runs": {}}
     for name in args.sets:
         records = held_out(name, args.limit)

@@ -77,6 +77,9 @@ class ProtocolConfig:
     test_fraction: float = 0.2
     val_fraction: float = 0.1
     seed: int = 0
+    # official only: the test people train too (a final model, no test figures); the
+    # validation people are those of the held-out split
+    train_on_test: bool = False
 
 
 @dataclass(frozen=True)

@@ -59,9 +59,15 @@ def build_folds(
     data-set table. Of combined sets (``aaf+appa+fgnet``) it takes the union of the parts'
     test lists; a part without one (FG-NET) has no test people and trains and validates only.
     """
+    if protocol.train_on_test and protocol.kind != "official":
+        raise ValueError("protocol.train_on_test=true needs protocol.kind=official")
     if protocol.kind == "official":
         return splits.official_split(
-            persons, official_test_people(data), protocol.val_fraction, protocol.seed
+            persons,
+            official_test_people(data),
+            protocol.val_fraction,
+            protocol.seed,
+            protocol.train_on_test,
         )
     if protocol.kind == "lopo":
         return splits.lopo_folds(persons, protocol.val_fraction, protocol.seed)

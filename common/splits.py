@@ -114,8 +114,15 @@ def holdout_split(
     return [Fold("holdout", train, val, test)]
 
 
-def official_split(persons, test_people, val_fraction: float = 0.1, seed: int = 0) -> list[Fold]:
-    """A data set's own test list; validation people carved (seeded) from everyone else."""
+def official_split(
+    persons, test_people, val_fraction: float = 0.1, seed: int = 0, train_on_test: bool = False
+) -> list[Fold]:
+    """A data set's own test list; validation people carved (seeded) from everyone else.
+
+    ``train_on_test`` makes a final model: the test people join the training people and no
+    one is tested, while the validation people stay exactly those of the held-out split, so
+    that its validation figures compare with a held-out run of the same recipe.
+    """
     people = _unique_people(persons)
     test_set = {str(p) for p in test_people}
     test = tuple(p for p in people if p in test_set)
@@ -125,6 +132,9 @@ def official_split(persons, test_people, val_fraction: float = 0.1, seed: int = 
             f"the official test list leaves {len(test)} test / {len(rest)} other people"
         )
     train, val = _carve_val_by_person(rest, val_fraction, seed)
+    if train_on_test:
+        trained = set(train) | test_set
+        return [Fold("official+test", tuple(p for p in people if p in trained), val, ())]
     return [Fold("official", train, val, test)]
 
 

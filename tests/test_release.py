@@ -1,6 +1,7 @@
 """The released model: its card, its hash check, and agezoo predict right after install."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -219,6 +220,11 @@ def test_the_released_ensemble_is_fitted_on_validation_and_served_by_name(
     members_age = np.mean([m.estimate(faces)["age"] for m in members], axis=0)
     np.testing.assert_allclose(got, expected_age(np.log(mean_p)), atol=1e-6)
     np.testing.assert_allclose(got, members_age, atol=1e-6)
+    # a member released again without the ensemble refitted: its temperature no longer fits
+    stale = replace(weights.ENTRIES[card["members"][0]], sha256="0" * 64)
+    monkeypatch.setitem(weights.ENTRIES, card["members"][0], stale)
+    with pytest.raises(FileNotFoundError, match="refit it"):
+        load_predictor(card["name"])
 
     other = dict(json.loads((finished_run / "metrics.json").read_text()), fold_hash="f" * 64)
     moved = tmp_path / "other-folds"
@@ -253,3 +259,57 @@ def test_a_card_names_a_pretraining_checkpoint_by_the_command_that_makes_it(tmp_
     assert _weights_override(str(loose)) == " model.weights=mine.pt"
     assert str(tmp_path) not in _initialised_from(str(loose), True)
     assert _weights_override("aaf-appa-torch") == " model.weights=aaf-appa-torch"
+
+
+def test_a_final_release_shows_its_held_out_variants_figures_and_is_never_scored(
+    finished_run, tmp_path, monkeypatch
+):
+    """A run trained on its held-out people too (``--kind release-all``) has no test figures
+    of its own: its card shows those of the file it replaces, the same recipe without them,
+    and ``benchmarks.heldout`` refuses to score it."""
+    import shutil
+
+    from agezoo import cards
+    from agezoo.release import release
+    from benchmarks.heldout import trained_on_held_out
+    from common import results
+    from common.config import load_config, save_config
+
+    final = tmp_path / "final-run"
+    shutil.copytree(finished_run, final)
+    cfg = load_config(str(final / results.CONFIG), ["protocol.train_on_test=true"])
+    save_config(cfg, final / results.CONFIG)
+    metrics = json.loads((final / results.METRICS).read_text())
+    metrics = {k: v for k, v in metrics.items() if not k.startswith("test")}
+    metrics["calibration"] = {
+        k: v for k, v in metrics["calibration"].items() if not k.startswith("test")
+    }
+    (final / results.METRICS).write_text(json.dumps(metrics))
+
+    dest, heldout = tmp_path / "released", tmp_path / "heldout.json"
+    monkeypatch.setattr(cards, "HELDOUT", heldout)
+    with pytest.raises(ValueError, match="--heldout-of"):
+        release(final, dest)  # nothing it replaces, no variant named
+    assert not list(dest.glob("*.onnx"))
+    variant = release(finished_run, dest)
+    with pytest.raises(ValueError, match="score the held-out variant first"):
+        release(final, dest)
+    figures = {"n": 10, "mae": 4.2, "band_mean": 5.1, "by_band": {"0-9": [2.0, 10]}}
+    entry = {"sha256": variant["sha256"], "set": "appa official valid", "flip": False}
+    entry["agezoo"] = {**figures, "within_1std": 0.7, "within_90": 0.9}
+    heldout.write_text(json.dumps({"runs": {"x/appa": entry}}))
+
+    card = release(final, dest)
+    assert card["trained_on_test"] and card["heldout_of"] == variant["sha256"]
+    assert "--kind release-all" in card["command"] and "--heldout-of" in card["command"]
+    assert list(card["heldout"].values())[0]["agezoo"]["mae"] == 4.2
+    (md,) = dest.glob("*.card.md")
+    text = md.read_text()
+    assert "figures of its held-out variant" in text and "4.20 / 5.10" in text
+    assert "none of its own" in text
+    assert sorted(p.name for p in dest.glob("*.onnx")) == [card["weights_file"]]
+
+    monkeypatch.setattr(weights, "RELEASED_DIR", dest)
+    assert "a final model" in trained_on_held_out(None, card["sha256"])
+    assert "train_on_test" in trained_on_held_out(str(final), None)
+    assert trained_on_held_out(str(finished_run), variant["sha256"]) is None

@@ -98,3 +98,21 @@ def test_official_validation_people_do_not_depend_on_the_other_data_sets():
 def test_official_split_always_has_a_validation_person():
     (fold,) = splits.official_split(["p1", "p2", "p3"], ["p1"], 0.01, 0)
     assert len(fold.val) == 1 and len(fold.train) == 1
+
+
+def test_a_final_split_trains_on_the_test_people_and_keeps_the_validation_people():
+    people = [f"a:{i}" for i in range(500)]
+    test = people[:100]
+    (held_out,) = splits.official_split(people, test, 0.1, 0)
+    (final,) = splits.official_split(people, test, 0.1, 0, train_on_test=True)
+    assert final.val == held_out.val  # the held-out variant's validation figures compare
+    assert set(final.train) == set(held_out.train) | set(test) and final.test == ()
+    assert not set(final.train) & set(final.val)
+
+
+def test_train_on_test_needs_an_official_protocol():
+    from common.config import ProtocolConfig
+    from common.prepare import build_folds
+
+    with pytest.raises(ValueError, match="train_on_test"):
+        build_folds(ProtocolConfig(kind="holdout", train_on_test=True), np.array(["p1", "p2"]))
