@@ -62,6 +62,13 @@ TERMS = {
     "ImageNet (MobileNetV2 backbone, via torchvision)": "BSD-3-Clause code; ImageNet terms",
 }
 
+NEVER_SCORE_ON = {
+    "release": "FG-NET (it has seen every person), All-Age-Faces' train.txt people and APPA's "
+    "train split",
+    "release-all": "FG-NET, All-Age-Faces and APPA train + valid (it has seen every person of "
+    "them but its validation people)",
+}
+
 
 def export_run(run_dir: Path, framework: str, out: Path) -> dict:
     """A finished run as ONNX. A Keras run goes through PyTorch's exporter: its weights are
@@ -166,14 +173,6 @@ def release(
         clear_defaults(dest)
     write_card(dest, card)
     return card
-
-
-NEVER_SCORE_ON = {
-    "release": "FG-NET (it has seen every person), All-Age-Faces' train.txt people and APPA's "
-    "train split",
-    "release-all": "FG-NET, All-Age-Faces and APPA train + valid (it has seen every person of "
-    "them but its validation people)",
-}
 
 
 def _weights_override(used: str) -> str:
