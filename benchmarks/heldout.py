@@ -12,7 +12,9 @@ interval coverage; agezoo's figures again on the photos where its detector found
 (``faces_found``).
 
 Score a model only on people it never trained on: the release candidate and the AAF-pretrained
-model are fine here; a model trained on AAF's test list or APPA valid is not.
+model are fine here; a model trained on AAF's test list or APPA valid is not, and a final release
+(``--kind release-all``, ``protocol.train_on_test``) is refused: its card shows the figures of its
+held-out variant.
 
 Usage: AGEZOO_AAF_DIR=... AGEZOO_APPA_DIR=... python -m benchmarks.heldout [MODEL]
            [--sets aaf appa] [--limit N] [--peer-python .venv-peer/bin/python]
