@@ -83,7 +83,7 @@ def backend_for_file(path: str | Path) -> Backend | None:
     return next((b for b in BACKENDS.values() if suffix in b.suffixes), None)
 
 
-def _check_members(name: str, card: dict) -> None:
+def check_members(name: str, card: dict) -> None:
     """An ensemble's temperature was fitted on its members' files: refuse it when a member's
     name now points at another file (a member released again without the ensemble refitted)."""
     import weights
@@ -121,7 +121,7 @@ def load_predictor(
         from common.ensemble import ensemble
 
         card = weights.ENSEMBLES[ref]
-        _check_members(ref, card)
+        check_members(ref, card)
         members = [load_predictor(m, device) for m in card["members"]]
         both = ensemble(members, temperature=card["temperature"])
         both.card = replace(both.card, arch=f"{ref} = {' + '.join(card['members'])}")

@@ -1,22 +1,24 @@
-"""The ``agezoo`` command: ``agezoo predict`` and ``agezoo export``.
+"""The ``agezoo`` command: ``agezoo predict``, ``agezoo models`` and ``agezoo export``.
 
 Usage:
     agezoo predict PHOTO_OR_FOLDER ... [--model RUN_DIR|FILE|NAME] [--json|--csv] [--annotate DIR]
+    agezoo models [--json]
     agezoo export RUN_DIR
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
 
-from agezoo.backends import BACKENDS, backend_of_run, load_predictor
+from agezoo.backends import BACKENDS, backend_of_run, check_members, load_predictor
 from agezoo.output import annotate, as_csv, as_json, as_table
 from common.detectors import DETECTORS
 from common.inputs import expand_inputs, is_video
-from common.predictor import FLIP
+from common.predictor import FLIP, ModelNotFoundError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -122,16 +124,80 @@ def predict_main(argv: list[str] | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``agezoo`` console script: ``agezoo predict ...`` and ``agezoo export ...``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"predict": predict_main, "export": _export_main}
+    commands = {"predict": predict_main, "models": models_main, "export": _export_main}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(
-            "usage: agezoo {predict,export} ...\n\n"
+            "usage: agezoo {predict,models,export} ...\n\n"
             "  predict   ages of the faces in photos (agezoo predict --help)\n"
+            "  models    the age models --model can name, the default marked\n"
             "  export    a run folder to ONNX (PyTorch) or .keras + SavedModel (Keras)",
             file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout,
         )
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return commands[argv[0]](argv[1:])
+    try:
+        return commands[argv[0]](argv[1:])
+    except BrokenPipeError:  # `agezoo predict ... | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a pipe closed under a command (128 + SIGPIPE)
+
+
+def model_rows() -> list[dict]:
+    """The age models ``--model`` can name: name, default, validation MAE, what it is."""
+    import json
+
+    import weights
+
+    default = weights.default_age_model()
+    released = weights.released_cards()
+    general = weights._local_general()
+    rows = []
+    for name in weights.age_models():
+        if name in weights.ENSEMBLES:
+            card = weights.ENSEMBLES[name]
+            mae, what = card["val"]["mae"], "ensemble of " + " + ".join(card["members"])
+            try:
+                check_members(name, card)
+            except ModelNotFoundError:
+                what += " (refused: a member was released again since; refit it)"
+        elif name in released:
+            card = released[name]
+            mae, what = card["val_mae"], f"weights/released/{card['weights_file']}"
+        elif name in general:
+            card = json.loads(general[name].read_text())
+            mae, what = card.get("val_mae"), str(general[name].with_suffix("").with_suffix(""))
+        else:
+            entry = weights.ENTRIES[name]
+            card, mae, what = {}, entry.mae, entry.url
+        if card.get("trained_on_test"):
+            what += " (final: no held-out figures of its own; see its card)"
+        rows.append({"name": name, "default": name == default, "val_mae": mae, "what": what})
+    return rows
+
+
+def models_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="agezoo models",
+        description="The age models agezoo predict --model can name; * marks the default. "
+        "Validation MAE in years, on people the model never trained on (an ensemble's through "
+        "predict's path, a file's as training measured it); each model's card says more.",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    rows = model_rows()
+    if args.json:
+        import json
+
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print("no age model yet: make release, or make model FRAMEWORK=torch")
+        return 0
+    width = max(len(r["name"]) for r in [*rows, {"name": "name"}])
+    print(f"  {'name':<{width}}  val MAE  model")
+    for r in rows:
+        mae = f"{r['val_mae']:.2f}" if r["val_mae"] is not None else "  – "
+        print(f"{'*' if r['default'] else ' '} {r['name']:<{width}}  {mae:>7}  {r['what']}")
+    return 0
 
 
 def _export_main(argv: list[str]) -> int:
