@@ -387,29 +387,3 @@ def test_stage_benchmark_times_every_stage_of_the_default_path(fgnet_dir):
         assert figures["1_thread"] > 0 and figures["2_threads"] > 0
     assert set(out["predict_photos_per_s"]) == {"1_worker", "2_workers", "2_workers_no_flip"}
     assert predictor.flip is FLIP  # left as it was
-
-
-def test_models_lists_every_released_model_and_marks_the_default(capsys):
-    from agezoo.cli import main, model_rows
-
-    rows = {r["name"]: r for r in model_rows()}
-    released = {**weight_registry.released_cards(), **weight_registry.ENSEMBLES}
-    assert set(released) <= set(rows)
-    assert [n for n, r in rows.items() if r["default"]] == [weight_registry.default_age_model()]
-    assert main(["models"]) == 0
-    listed = capsys.readouterr().out.splitlines()
-    (marked,) = [line for line in listed if line.startswith("*")]
-    assert weight_registry.default_age_model() in marked
-
-
-def test_a_closed_pipe_stops_the_command_quietly():
-    """``agezoo models | head -0``: the reader is gone before anything is written."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agezoo.cli", "models", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    proc.stdout.close()
-    err = proc.stderr.read()
-    assert proc.wait(timeout=120) == 141 and "Traceback" not in err, err[-500:]
