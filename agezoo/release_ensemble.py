@@ -100,11 +100,10 @@ def release_ensemble(
             f"{', '.join(c['fold_hash'][:12] for c in cards)}); an ensemble's temperature needs "
             "validation people that no member trained on"
         )
-    name = ensemble_name([c["arch"] for c in cards])
+    registered = ensemble_name([c["arch"] for c in cards])
     final = bool(cards[0].get("trained_on_test"))
-    variant = (
-        held_out_variant(weights.released_ensembles(dest).get(name), heldout_of) if final else None
-    )
+    replaced = weights.released_ensembles(dest).get(registered)
+    variant = held_out_variant(replaced, heldout_of) if final else None
     faces = validation_faces(runs[0])
     plain, mirrored = [], []
     for card in cards:
@@ -153,7 +152,7 @@ def release_ensemble(
     kind = "release-all" if final else "release"
     identity = json.dumps({"members": [c["sha256"] for c in cards], "t": temperature})
     card = {
-        "name": name,
+        "name": registered,
         "default": default == "ensemble" and better,
         "framework": "ensemble",
         "members": members,
