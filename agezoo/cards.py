@@ -23,12 +23,15 @@ def member_name(framework: str, arch: str) -> str:
     return f"onnx/{arch}/release-{framework}"
 
 
+def _recorded(heldout: Path) -> dict:
+    """Every run ``benchmarks/results/heldout.json`` (or another file) records, by key."""
+    return json.loads(heldout.read_text()).get("runs", {}) if heldout.is_file() else {}
+
+
 def heldout_runs(heldout: Path, sha256: str) -> dict:
     """The held-out figures of one model through predict's default path (``FLIP``); runs
     recorded before the flag was (all with the flip) count as flipped."""
-    if not heldout.is_file():
-        return {}
-    runs = json.loads(heldout.read_text()).get("runs", {})
+    runs = _recorded(heldout)
     return {
         k: v for k, v in runs.items() if v.get("sha256") == sha256 and v.get("flip", True) == FLIP
     }
@@ -50,8 +53,8 @@ def held_out_variant(older: dict | None, given: str | None, heldout: Path | None
             "variant whose figures its card shows: --heldout-of SHA256"
         )
     heldout = heldout or HELDOUT
-    runs = json.loads(heldout.read_text()).get("runs", {}) if heldout.is_file() else {}
-    found = {r["sha256"] for r in runs.values() if str(r.get("sha256", "")).startswith(sha)}
+    runs = _recorded(heldout).values()
+    found = {r["sha256"] for r in runs if str(r.get("sha256", "")).startswith(sha)}
     if len(found) != 1:
         raise ValueError(
             f"{heldout} holds held-out figures of {len(found)} models with sha256 {sha[:12]}…; "

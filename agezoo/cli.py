@@ -149,7 +149,7 @@ def model_rows() -> list[dict]:
 
     default = weights.default_age_model()
     released = weights.released_cards()
-    general = weights._local_general()
+    general = weights.local_general()
     rows = []
     for name in weights.age_models():
         if name in weights.ENSEMBLES:

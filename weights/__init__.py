@@ -206,7 +206,7 @@ def age_models() -> list[str]:
     """Names of the trained age models: registered ones, ensembles and general models trained
     here."""
     registered = (n for n, e in ENTRIES.items() if e.task == "age")
-    return sorted({*registered, *ENSEMBLES, *_local_general()})
+    return sorted({*registered, *ENSEMBLES, *local_general()})
 
 
 def default_age_model() -> str | None:
@@ -215,11 +215,11 @@ def default_age_model() -> str | None:
     defaults += [name for name, e in ENTRIES.items() if e.task == "age" and e.default]
     if defaults:
         return defaults[0]
-    local = sorted(_local_general(), key=lambda n: (not n.startswith("torch/"), n))
+    local = sorted(local_general(), key=lambda n: (not n.startswith("torch/"), n))
     return local[0] if local else None
 
 
-def _local_general() -> dict[str, Path]:
+def local_general() -> dict[str, Path]:
     """``FRAMEWORK/ARCH/general`` → its newest card, from ``make model``."""
     import json
 
@@ -245,7 +245,7 @@ def age_model_file(name: str) -> Path:
     Raises KeyError for a name that is no age model, WeightsUnavailableError when the file can
     be had neither locally nor from its URL.
     """
-    local = _local_general()
+    local = local_general()
     if name in local:
         return _file_of_card(local[name])
     entry = ENTRIES.get(name)
