@@ -9,7 +9,8 @@ with no face found is centre-cropped, as ``--fallback-center`` does, and counted
 MAE on the photos it aged, the MAE of both on the photos both aged (the head-to-head figure), by
 age band (0-9 ... 60-69, 70+) and as the mean of the bands, and agezoo's ±1 std and 90 %
 interval coverage; agezoo's figures again on the photos where its detector found a face
-(``faces_found``).
+(``faces_found``). Every MAE comes with its 95 % interval from a bootstrap over the people
+(``ci95``): a band of a hundred photos moves by half a year from one draw of people to the next.
 
 Score a model only on people it never trained on: the release candidate and the AAF-pretrained
 model are fine here; a model trained on AAF's test list or APPA valid is not, and a final release
@@ -48,25 +49,30 @@ from common.results import atomic_write_json
 OUT = Path(__file__).parent / "results" / "heldout.json"
 
 
-def summary(pred: np.ndarray, true: np.ndarray) -> dict:
+def summary(pred: np.ndarray, true: np.ndarray, people) -> dict:
+    """MAE, mean of the bands and MAE by band, each with its 95 % interval from a bootstrap over
+    the people (``ci95``): how far a band's figure of a hundred photos can be trusted."""
     by_band = metrics.mae_by_band(pred, true)
     return {
         "n": len(true),
         "mae": round(metrics.mae(pred, true), 3),
         "band_mean": round(metrics.band_mean(by_band), 3),
         "by_band": {k: [round(v, 3), n] for k, (v, n) in by_band.items()},
+        "ci95": metrics.band_intervals(pred, true, people),
     }
 
 
 def score_set(predictor, records, peer_python: Path | None) -> dict:
     paths = [str(r.path) for r in records]
     true = {str(r.path): float(r.age) for r in records}
+    person = {str(r.path): r.person for r in records}
     t0 = time.perf_counter()
     result = predictor.predict_inputs(paths, every_face=False, fallback_center=True, progress=True)
     seconds = time.perf_counter() - t0
     ours = {f.file: f for f in result.faces}
     files = [p for p in paths if p in ours]
     y = np.array([true[p] for p in files])
+    people = np.array([person[p] for p in files])
     age = np.array([ours[p].age for p in files])
     std = np.array([ours[p].std for p in files])
     low = np.array([ours[p].low for p in files])
@@ -76,11 +82,11 @@ def score_set(predictor, records, peer_python: Path | None) -> dict:
     entry = {
         "photos": len(paths),
         "agezoo": {
-            **summary(age, y),
+            **summary(age, y, people),
             "methods": methods,
             # the photos in which the detector found a face (predict, without
             # --fallback-center, names the others "no face found" and ages none of them)
-            "faces_found": summary(age[detected], y[detected]),
+            "faces_found": summary(age[detected], y[detected], people[detected]),
             "failures": len(result.failures),
             "within_1std": round(float(np.mean(np.abs(age - y) <= std)), 3),
             "within_90": round(float(np.mean((low <= y) & (y <= high))), 3),
@@ -94,16 +100,21 @@ def score_set(predictor, records, peer_python: Path | None) -> dict:
     theirs = {p: float(a) for p, a in peer.pop("largest_face_age").items()}
     found = [p for p in paths if p in theirs]
     entry["peer"] = {
-        **summary(np.array([theirs[p] for p in found]), np.array([true[p] for p in found])),
+        **summary(
+            np.array([theirs[p] for p in found]),
+            np.array([true[p] for p in found]),
+            [person[p] for p in found],
+        ),
         "package": PEER,
         "photos_per_s": peer["photos_per_s"],
     }
     both = [p for p in files if p in theirs]
     yb = np.array([true[p] for p in both])
+    pb = [person[p] for p in both]
     entry["both"] = {
         "n": len(both),
-        "agezoo": summary(np.array([ours[p].age for p in both]), yb),
-        "peer": summary(np.array([theirs[p] for p in both]), yb),
+        "agezoo": summary(np.array([ours[p].age for p in both]), yb, pb),
+        "peer": summary(np.array([theirs[p] for p in both]), yb, pb),
     }
     return entry
 
@@ -211,6 +222,9 @@ def line(name: str, entry: dict) -> str:
         f"{name}: agezoo {ours['mae']:.2f} / bands {ours['band_mean']:.2f} on {ours['n']} of "
         f"{entry['photos']} photos; ±1 std {ours['within_1std']:.1%}, 90 % {ours['within_90']:.1%}"
     )
+    if "0-9" in ours["by_band"]:
+        lo, hi = ours["ci95"]["by_band"]["0-9"]
+        text += f"; ages 0-9 {ours['by_band']['0-9'][0]:.2f} (95 % {lo:.2f}-{hi:.2f})"
     if "both" not in entry:
         return text + f"; peer: {entry['peer'].get('skipped')}"
     both = entry["both"]

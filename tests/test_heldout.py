@@ -39,4 +39,8 @@ def test_faces_found_leaves_out_the_centre_crops(tmp_path):
     found = ours["faces_found"]
     assert found["n"] == 2 and found["mae"] == pytest.approx(1.5)
     assert found["by_band"]["0-9"] == [pytest.approx(2.0), 1]
+    # the bootstrap intervals: the one child a face was found for is the same in every draw
+    assert found["ci95"]["by_band"]["0-9"] == [2.0, 2.0]
+    low, high = ours["ci95"]["by_band"]["0-9"]
+    assert low <= 23.5 <= high and low < high
     assert "skipped" in entry["peer"]
