@@ -129,10 +129,17 @@ def ensemble_markdown(card: dict) -> str:
     return "\n".join(lines + _heldout_lines(card)) + "\n"
 
 
-def _bands(by_band: dict | None) -> str:
+def _bands(by_band: dict | None, ci95: dict | None = None) -> str:
+    """``0-9 2.45 (522)``, with the band's 95 % interval where it was measured:
+    ``0-9 2.45 (522; 95 % 2.20–2.75)``."""
     if not by_band:
         return "–"
-    return ", ".join(f"{band} {v[0]:.2f} ({v[1]})" for band, v in by_band.items())
+    ci = (ci95 or {}).get("by_band", {})
+    return ", ".join(
+        f"{band} {v[0]:.2f} ({v[1]}"
+        + (f"; 95 % {ci[band][0]:.2f}–{ci[band][1]:.2f})" if band in ci else ")")
+        for band, v in by_band.items()
+    )
 
 
 def _heldout_lines(card: dict) -> list[str]:
@@ -165,9 +172,14 @@ def _heldout_lines(card: dict) -> list[str]:
                 f"| {run['set']} | {mine['n']} | {mine['mae']:.2f} / {mine['band_mean']:.2f} | "
                 f"{peer} | {ours['within_1std']:.1%} | {ours['within_90']:.1%} |"
             )
-        lines += ["", f"By age band ({who}, all photos it aged):", ""]
         lines += [
-            f"- {run['set']}: {_bands(run['agezoo']['by_band'])}"
+            "",
+            f"By age band ({who}, all photos it aged; the 95 % interval from a bootstrap over the "
+            "people, where measured):",
+            "",
+        ]
+        lines += [
+            f"- {run['set']}: {_bands(run['agezoo']['by_band'], run['agezoo'].get('ci95'))}"
             for run in card["heldout"].values()
         ]
     return lines

@@ -297,6 +297,7 @@ def test_a_final_release_shows_its_held_out_variants_figures_and_is_never_scored
     figures = {"n": 10, "mae": 4.2, "band_mean": 5.1, "by_band": {"0-9": [2.0, 10]}}
     entry = {"sha256": variant["sha256"], "set": "appa official valid", "flip": False}
     entry["agezoo"] = {**figures, "within_1std": 0.7, "within_90": 0.9}
+    entry["agezoo"]["ci95"] = {"by_band": {"0-9": [1.5, 2.75]}}
     heldout.write_text(json.dumps({"runs": {"x/appa": entry}}))
 
     card = release(final, dest)
@@ -311,6 +312,7 @@ def test_a_final_release_shows_its_held_out_variants_figures_and_is_never_scored
         and "| its held-out variant |" in text
     )
     assert "none of its own" in text
+    assert "0-9 2.00 (10; 95 % 1.50–2.75)" in text  # the band with its interval
     assert sorted(p.name for p in dest.glob("*.onnx")) == [card["weights_file"]]
 
     monkeypatch.setattr(weights, "RELEASED_DIR", dest)
