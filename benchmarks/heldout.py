@@ -10,7 +10,7 @@ MAE on the photos it aged, the MAE of both on the photos both aged (the head-to-
 age band (0-9 ... 60-69, 70+) and as the mean of the bands, and agezoo's ±1 std and 90 %
 interval coverage; agezoo's figures again on the photos where its detector found a face
 (``faces_found``). Every MAE comes with its 95 % interval from a bootstrap over the people
-(``ci95``): a band of a hundred photos moves by half a year from one draw of people to the next.
+(``ci95``): a band of about a hundred photos can be a year off either way.
 
 Score a model only on people it never trained on: the release candidate and the AAF-pretrained
 model are fine here; a model trained on AAF's test list or APPA valid is not, and a final release
