@@ -28,10 +28,12 @@ def _recorded(heldout: Path) -> dict:
     return json.loads(heldout.read_text()).get("runs", {}) if heldout.is_file() else {}
 
 
-def heldout_runs(heldout: Path, sha256: str) -> dict:
-    """The held-out figures of one model through predict's default path (``FLIP``); runs
-    recorded before the flag was (all with the flip) count as flipped."""
-    runs = _recorded(heldout)
+def heldout_runs(card: dict, heldout: Path | None = None) -> dict:
+    """The held-out figures a card shows, through predict's default path (``FLIP``): its own
+    file's, or its held-out variant's (``heldout_of``) for a final model. Runs recorded before
+    the flag was (all with the flip) count as flipped."""
+    sha256 = card.get("heldout_of") or card["sha256"]
+    runs = _recorded(heldout or HELDOUT)
     return {
         k: v for k, v in runs.items() if v.get("sha256") == sha256 and v.get("flip", True) == FLIP
     }
@@ -66,7 +68,7 @@ def held_out_variant(older: dict | None, given: str | None, heldout: Path | None
 def write_card(dest: Path, card: dict, heldout: Path | None = None) -> None:
     """The card as JSON (read by the registry) and Markdown, with the held-out figures of
     ``benchmarks/results/heldout.json`` for this file's sha256 when they exist."""
-    card["heldout"] = heldout_runs(heldout or HELDOUT, card.get("heldout_of") or card["sha256"])
+    card["heldout"] = heldout_runs(card, heldout)
     stem = Path(card["weights_file"]).stem
     atomic_write_json(dest / f"{stem}.card.json", card)
     atomic_write_text(dest / f"{stem}.card.md", card_markdown(card))
@@ -85,7 +87,7 @@ def clear_defaults(dest: Path) -> None:
 
 
 def write_ensemble_card(dest: Path, card: dict, heldout: Path | None = None) -> None:
-    card["heldout"] = heldout_runs(heldout or HELDOUT, card.get("heldout_of") or card["sha256"])
+    card["heldout"] = heldout_runs(card, heldout)
     stem = f"agezoo-{card['name'].split('/')[1]}-ensemble-{card['sha256'][:8]}"
     atomic_write_json(dest / f"{stem}{ENSEMBLE_SUFFIX}", card)
     atomic_write_text(dest / f"{stem}.ensemble.md", ensemble_markdown(card))

@@ -101,12 +101,11 @@ def band_intervals(
         raise ValueError(f"{len(people)} people for {len(err)} predictions")
     names = list(mae_by_band(pred, true, last))
     band = np.minimum((np.floor(true) // 10).astype(int), last // 10)
-    column = {b: k for k, b in enumerate(sorted(set(band.tolist())))}
+    _, cols = np.unique(band, return_inverse=True)  # the columns of ``names``, in their order
     _, person = np.unique(people, return_inverse=True)
     n_people = int(person.max()) + 1
     sums = np.zeros((n_people, len(names)))
     counts = np.zeros((n_people, len(names)))
-    cols = np.array([column[b] for b in band.tolist()])
     np.add.at(sums, (person, cols), err)
     np.add.at(counts, (person, cols), 1.0)
     rng = np.random.default_rng(seed)
